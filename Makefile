@@ -1,0 +1,64 @@
+# Developer / CI entry points. `make test` works on a fresh clone: it builds the
+# venv, starts a throwaway PostgreSQL + Redis (.ci/services.sh), lints, runs
+# pytest against them and always stops them again.
+#
+#   make install   venv in .venv (re-runs only when pyproject.toml changes)
+#   make lint      ruff check, ruff format --check, mypy app
+#   make services  start PostgreSQL (127.0.0.1:55432) and Redis (127.0.0.1:56379)
+#   make test      install + services + lint + pytest, then stop services
+#                  (extra pytest args: make test PYTEST_ARGS='-k foo -x')
+#   make run       dualmcp standalone --demo
+#   make bench     python -m bench
+#   make clean     stop services, remove venv, state and caches
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export VENV
+
+# apt-get needs root; use sudo when we are not root (only if python3-venv is missing).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install lint services stop-services test run bench clean
+
+install: $(STAMP)
+
+# Create the venv once. Debian/Ubuntu ship `venv` separately (python3-venv);
+# install it if `python3 -m venv` fails because ensurepip is missing.
+$(PY):
+	python3 -m venv $(VENV) || { \
+	  rm -rf $(VENV); \
+	  $(SUDO) apt-get update && $(SUDO) apt-get install -y python3-venv && \
+	  python3 -m venv $(VENV); }
+
+# The stamp makes the (slow) pip install re-run only when pyproject.toml changes.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -e '.[dev]'
+	touch $@
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy app
+
+services:
+	.ci/services.sh start
+
+stop-services:
+	.ci/services.sh stop
+
+# .ci/test.sh starts the services, exports their env, lints, runs pytest and
+# stops the services on exit (trap), keeping pytest's exit code.
+test: install
+	.ci/test.sh $(PYTEST_ARGS)
+
+run: install
+	$(VENV)/bin/dualmcp standalone --demo
+
+bench: install
+	$(PY) -m bench
+
+clean:
+	-.ci/services.sh clean
+	rm -rf $(VENV) .ci/.services *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

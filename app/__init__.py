@@ -1,0 +1,1 @@
+"""Dual MCP: trigger-driven workflows and LLM agents on Flask, Celery, PostgreSQL and Redis."""

@@ -1,0 +1,104 @@
+"""The workflow definition (DESIGN.md: Workflow definition) as pydantic models.
+
+The JSON shape is the contract users write by hand, so field names follow DESIGN.md exactly
+(`else` included, through an alias).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NodeStatus = Literal[
+    "pending", "running", "retrying", "succeeded", "failed", "skipped", "cancelled"
+]
+#: Node statuses after which a node never runs again in this run.
+TERMINAL_NODE_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "skipped", "cancelled"})
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL_RUN_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+#: The one node type the engine knows by name: it routes with `then` / `else` instead of `next`.
+CONDITIONAL_NODE_TYPE = "conditional"
+
+
+class RetryPolicy(BaseModel):
+    """How often a node is attempted, and how long to wait between attempts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(1, ge=1, le=100)
+    backoff_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(300.0, ge=0)
+    jitter: bool = True
+
+
+class NodeDefinition(BaseModel):
+    """One node: a driver type, its params (templates allowed) and where to go next."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+    type: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    next: str | list[str] | None = None
+    then: str | None = None
+    else_: str | None = Field(None, alias="else")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout_s: float | None = Field(None, gt=0, le=86_400)
+    on_error: Literal["fail", "continue"] = "fail"
+
+    @field_validator("next", mode="before")
+    @classmethod
+    def _next_is_node_ids(cls, value: Any) -> Any:
+        """One clear message instead of one per member of the `str | list[str]` union."""
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return value
+        raise ValueError("must be a node id or a list of node ids")
+
+    @property
+    def next_ids(self) -> list[str]:
+        """Successors through `next` (fan-out when a list)."""
+        if self.next is None:
+            return []
+        return [self.next] if isinstance(self.next, str) else list(self.next)
+
+    @property
+    def successor_ids(self) -> list[str]:
+        """Every node this one may route to, in definition order, without duplicates."""
+        ids = [*self.next_ids, *(i for i in (self.then, self.else_) if i is not None)]
+        return list(dict.fromkeys(ids))
+
+
+class TriggerConfig(BaseModel):
+    """How runs start: a signed webhook, a cron schedule, or by hand. Details are the web's job."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["webhook", "schedule", "manual"] = "manual"
+
+
+class WorkflowDefinition(BaseModel):
+    """A whole workflow as stored in `workflows.workflow_json`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workflow_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+    agent_id: str | None = None
+    name: str = ""
+    trigger: TriggerConfig = Field(default_factory=TriggerConfig)
+    start: str | None = None
+    nodes: list[NodeDefinition] = Field(min_length=1)
+
+    @property
+    def entry_id(self) -> str:
+        """`start` when given, else the first node (DESIGN.md)."""
+        return self.start or self.nodes[0].id
+
+    def node(self, node_id: str) -> NodeDefinition:
+        """The node with this id; KeyError if none (validation guarantees it for stored ones)."""
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)

@@ -1,0 +1,29 @@
+"""SQLAlchemy models for every table, and the session factory (never imports web or tasks)."""
+
+from app.models.base import Base, utcnow
+from app.models.session import make_engine, make_session_factory
+from app.models.tables import (
+    AgentMCP,
+    AgentMessage,
+    NodeRun,
+    SentEffect,
+    TriggerEvent,
+    Workflow,
+    WorkflowRun,
+    WorkflowVersion,
+)
+
+__all__ = [
+    "AgentMCP",
+    "AgentMessage",
+    "Base",
+    "NodeRun",
+    "SentEffect",
+    "TriggerEvent",
+    "Workflow",
+    "WorkflowRun",
+    "WorkflowVersion",
+    "make_engine",
+    "make_session_factory",
+    "utcnow",
+]

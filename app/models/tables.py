@@ -1,0 +1,167 @@
+"""Every table of DESIGN.md (Data), in SQLAlchemy 2.x `Mapped[]` style.
+
+Seed table names are kept (`agent_mcps`, `workflows`). Relationships are left out on purpose:
+data functions query by id and never walk lazy attributes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, JSONType, UTCDateTime, utcnow
+
+
+class AgentMCP(Base):
+    """An agent: its LLM config, personality and rolling memory summary (seed table)."""
+
+    __tablename__ = "agent_mcps"
+
+    agent_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    agent_name: Mapped[str] = mapped_column(String(256))
+    llm_config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    memory_context: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    personality_traits: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AgentMessage(Base):
+    """One message of an agent's conversation memory: the durable copy behind the Redis cache."""
+
+    __tablename__ = "agent_messages"
+    __table_args__ = (Index("ix_agent_messages_session", "agent_id", "session_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agent_id: Mapped[str] = mapped_column(
+        ForeignKey("agent_mcps.agent_id", ondelete="CASCADE"), index=False
+    )
+    session_id: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Workflow(Base):
+    """A workflow's current definition (seed table); every version is kept in workflow_versions."""
+
+    __tablename__ = "workflows"
+
+    workflow_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    agent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("agent_mcps.agent_id", ondelete="SET NULL"), nullable=True
+    )
+    name: Mapped[str] = mapped_column(String(256), default="")
+    workflow_json: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    trigger_config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class WorkflowVersion(Base):
+    """An immutable snapshot of a definition: a run executes the version it started with."""
+
+    __tablename__ = "workflow_versions"
+
+    workflow_id: Mapped[str] = mapped_column(
+        ForeignKey("workflows.workflow_id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workflow_json: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WorkflowRun(Base):
+    """One execution of one workflow version."""
+
+    __tablename__ = "workflow_runs"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["workflow_id", "workflow_version"],
+            ["workflow_versions.workflow_id", "workflow_versions.version"],
+        ),
+        Index("ix_workflow_runs_workflow_created", "workflow_id", "created_at"),
+        Index("ix_workflow_runs_status_created", "status", "created_at"),
+    )
+
+    run_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    workflow_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    input: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    trigger_event_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class NodeRun(Base):
+    """One node of one run: the state machine's row, and the outbox of node messages.
+
+    A `pending` (or due `retrying`) row is work to publish; the sweeper republishes rows whose
+    `published_at` is old, and returns `running` rows with an expired lease to `pending`.
+    """
+
+    __tablename__ = "node_runs"
+    __table_args__ = (
+        Index("ix_node_runs_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_node_runs_status_lease", "status", "lease_expires_at"),
+    )
+
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workflow_runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    node_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    node_type: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    redeliveries: Mapped[int] = mapped_column(Integer, default=0)
+    output: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class TriggerEvent(Base):
+    """A received trigger; (workflow_id, idempotency_key) is unique, so a repeat finds the first."""
+
+    __tablename__ = "trigger_events"
+    __table_args__ = (UniqueConstraint("workflow_id", "idempotency_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    idempotency_key: Mapped[str] = mapped_column(String(256))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    payload: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+
+
+class SentEffect(Base):
+    """A side effect already done (email, SMS), so a re-run of its node does not do it again."""
+
+    __tablename__ = "sent_effects"
+
+    idempotency_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    node_type: Mapped[str] = mapped_column(String(64))
+    provider_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

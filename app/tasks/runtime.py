@@ -1,0 +1,41 @@
+"""Per-process resources of a worker: one database engine and one HTTP client, made after fork."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings, get_settings
+from app.models import make_engine, make_session_factory
+from app.safe_http import make_http_client
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    http: httpx.Client
+
+
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    """The process's runtime, made on first use so a forked child never shares its parent's."""
+    global _runtime
+    if _runtime is None:
+        settings = get_settings()
+        _runtime = Runtime(
+            settings=settings,
+            sessions=make_session_factory(make_engine(settings.database_url)),
+            http=make_http_client(settings),
+        )
+    return _runtime
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    """Install a runtime (standalone mode, tests), or drop the current one (after fork)."""
+    global _runtime
+    _runtime = runtime

@@ -1,0 +1,269 @@
+"""The database side of running a node (DESIGN.md: Execution 2-3).
+
+`lease_node` claims a node_run; `complete_node` writes its outcome, inserts its successors and
+closes the run when it is done, all in the caller's one transaction; `sweep` finds work whose
+message was lost. Each returns the NodeRefs to publish AFTER the caller commits.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.engine import routing
+from app.engine.schema import WorkflowDefinition
+from app.models import NodeRun, WorkflowRun, utcnow
+from app.workflows.runs import NodeRef
+from app.workflows.store import get_definition
+
+ACTIVE_RUN = ("queued", "running")
+
+
+@dataclass
+class Lease:
+    """A claimed node_run and what its driver needs; `attempt` fences the completion."""
+
+    run_id: str
+    node_id: str
+    attempt: int
+    redeliveries: int
+    workflow_id: str
+    definition: WorkflowDefinition
+    run_input: Any
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def node(self) -> Any:
+        return self.definition.node(self.node_id)
+
+    def template_context(self) -> dict[str, Any]:
+        """What templates see (DESIGN.md: trigger, nodes, run, agent); never secrets."""
+        return {
+            "trigger": self.run_input,
+            "nodes": self.outputs,
+            "run": {"id": self.run_id, "workflow_id": self.workflow_id, "attempt": self.attempt},
+            "agent": {"id": self.definition.agent_id},
+        }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened when the driver ran."""
+
+    succeeded: bool
+    output: Any = None
+    error: str | None = None
+    #: A failure worth another attempt under the node's retry policy.
+    retryable: bool = False
+
+
+def node_timeout_s(definition: WorkflowDefinition, node_id: str, settings: Settings) -> float:
+    return definition.node(node_id).timeout_s or settings.default_node_timeout_s
+
+
+def lease_node(session: Session, run_id: str, node_id: str, settings: Settings) -> Lease | None:
+    """Claim the node_run, or None when this message is a duplicate or the run is over."""
+    now = utcnow()
+    run_uuid = uuid.UUID(run_id)
+    run = session.execute(
+        update(WorkflowRun)
+        .where(WorkflowRun.run_id == run_uuid, WorkflowRun.status.in_(ACTIVE_RUN))
+        .values(status="running", started_at=func.coalesce(WorkflowRun.started_at, now))
+        .returning(WorkflowRun.workflow_id, WorkflowRun.workflow_version, WorkflowRun.input)
+    ).first()
+    if run is None:
+        return None
+    definition = get_definition(session, run.workflow_id, run.workflow_version)
+    lease_until = now + timedelta(
+        seconds=node_timeout_s(definition, node_id, settings) + settings.lease_grace_s
+    )
+    claimable = or_(
+        and_(
+            NodeRun.status.in_(("pending", "retrying")),
+            or_(NodeRun.next_attempt_at.is_(None), NodeRun.next_attempt_at <= now),
+        ),
+        # A redelivered message may take over a lease whose worker died (capped: celery#9082).
+        and_(
+            NodeRun.status == "running",
+            NodeRun.lease_expires_at < now,
+            NodeRun.redeliveries < settings.max_redeliveries,
+        ),
+    )
+    claimed = session.execute(
+        update(NodeRun)
+        .where(NodeRun.run_id == run_uuid, NodeRun.node_id == node_id, claimable)
+        .values(
+            redeliveries=NodeRun.redeliveries + case((NodeRun.status == "running", 1), else_=0),
+            status="running",
+            attempt=NodeRun.attempt + 1,
+            lease_expires_at=lease_until,
+            started_at=now,
+        )
+        .returning(NodeRun.attempt, NodeRun.redeliveries)
+    ).first()
+    if claimed is None:
+        return None
+    outputs: dict[str, Any] = {
+        row.node_id: row.output
+        for row in session.execute(
+            select(NodeRun.node_id, NodeRun.output).where(
+                NodeRun.run_id == run_uuid, NodeRun.status == "succeeded"
+            )
+        )
+    }
+    return Lease(
+        run_id=run_id,
+        node_id=node_id,
+        attempt=claimed.attempt,
+        redeliveries=claimed.redeliveries,
+        workflow_id=run.workflow_id,
+        definition=definition,
+        run_input=run.input,
+        outputs=outputs,
+    )
+
+
+def complete_node(
+    session: Session, lease: Lease, outcome: Outcome, settings: Settings
+) -> list[NodeRef]:
+    """Record the outcome; route successors; close the run when it is done. One transaction."""
+    now = utcnow()
+    run_uuid = uuid.UUID(lease.run_id)
+    # Completions of one run are serialised on the run row, so a join sees every predecessor.
+    run_status = session.scalar(
+        select(WorkflowRun.status).where(WorkflowRun.run_id == run_uuid).with_for_update()
+    )
+    node = lease.definition.node(lease.node_id)
+    failures = lease.attempt - lease.redeliveries
+    retry = (
+        not outcome.succeeded
+        and outcome.retryable
+        and routing.should_retry(node.retry, failures)
+        and run_status in ACTIVE_RUN
+    )
+    values: dict[str, Any] = {"lease_expires_at": None, "error": outcome.error}
+    to_publish: list[NodeRef] = []
+    if retry:
+        delay = routing.retry_delay_s(node.retry, failures, random.random())
+        values.update(status="retrying", next_attempt_at=now + timedelta(seconds=delay))
+        # Short waits get a countdown hint; long ones are left to the sweeper, so no ETA ever
+        # outlives the broker's visibility timeout.
+        if delay <= min(60.0, settings.visibility_timeout / 2):
+            values["published_at"] = now
+            to_publish.append(NodeRef(lease.run_id, lease.node_id, countdown=delay))
+        else:
+            values["published_at"] = None
+    else:
+        values.update(
+            status="succeeded" if outcome.succeeded else "failed",
+            output=outcome.output,
+            finished_at=now,
+        )
+    fenced = session.execute(
+        update(NodeRun)
+        .where(
+            NodeRun.run_id == run_uuid,
+            NodeRun.node_id == lease.node_id,
+            NodeRun.status == "running",
+            NodeRun.attempt == lease.attempt,
+        )
+        .values(**values)
+    )
+    if fenced.rowcount == 0:  # type: ignore[attr-defined]
+        return []  # the lease was taken back (sweeper) and someone else owns the node now
+    if retry or run_status not in ACTIVE_RUN:
+        return to_publish
+    return to_publish + _route(session, lease, now)
+
+
+def _route(session: Session, lease: Lease, now: datetime) -> list[NodeRef]:
+    run_uuid = uuid.UUID(lease.run_id)
+    definition = lease.definition
+    states = {
+        row.node_id: routing.NodeState(row.status, row.output)
+        for row in session.execute(
+            select(NodeRun.node_id, NodeRun.status, NodeRun.output).where(
+                NodeRun.run_id == run_uuid
+            )
+        )
+    }
+    decision = routing.advance(definition, states)
+    rows = [
+        _new_node_run(run_uuid, definition, node_id, "pending", now) for node_id in decision.to_run
+    ]
+    rows += [
+        _new_node_run(run_uuid, definition, node_id, "skipped", now) for node_id in decision.to_skip
+    ]
+    if rows:
+        session.execute(insert(NodeRun), rows)
+    for row in rows:
+        states[row["node_id"]] = routing.NodeState(row["status"])
+    finished = routing.run_outcome(definition, states)
+    if finished is not None:
+        _finish_run(session, run_uuid, definition, states, finished, now)
+        if finished == "failed":
+            return []
+    return [NodeRef(lease.run_id, node_id) for node_id in decision.to_run]
+
+
+def _new_node_run(
+    run_uuid: uuid.UUID, definition: WorkflowDefinition, node_id: str, status: str, now: datetime
+) -> dict[str, Any]:
+    skipped = status == "skipped"
+    return {
+        "run_id": run_uuid,
+        "node_id": node_id,
+        "node_type": definition.node(node_id).type,
+        "status": status,
+        "attempt": 0,
+        "redeliveries": 0,
+        "next_attempt_at": now,
+        "published_at": now,
+        "finished_at": now if skipped else None,
+    }
+
+
+def _finish_run(
+    session: Session,
+    run_uuid: uuid.UUID,
+    definition: WorkflowDefinition,
+    states: dict[str, routing.NodeState],
+    status: str,
+    now: datetime,
+) -> None:
+    error = None
+    if status == "failed":
+        failed = [
+            node.id
+            for node in definition.nodes
+            if states.get(node.id, routing.NodeState("")).status in ("failed", "cancelled")
+            and node.on_error == "fail"
+        ]
+        error = _failure_message(session, run_uuid, failed)
+        session.execute(
+            update(NodeRun)
+            .where(NodeRun.run_id == run_uuid, NodeRun.status.in_(("pending", "retrying")))
+            .values(status="cancelled", finished_at=now)
+        )
+    session.execute(
+        update(WorkflowRun)
+        .where(WorkflowRun.run_id == run_uuid)
+        .values(status=status, finished_at=now, error=error)
+    )
+
+
+def _failure_message(session: Session, run_uuid: uuid.UUID, failed: list[str]) -> str:
+    if not failed:
+        return "run failed"
+    node_id = failed[0]
+    error = session.scalar(
+        select(NodeRun.error).where(NodeRun.run_id == run_uuid, NodeRun.node_id == node_id)
+    )
+    return f"node {node_id!r} failed: {error or 'unknown error'}"

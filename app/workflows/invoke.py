@@ -1,0 +1,120 @@
+"""Run one leased node's driver: render params, validate them, call the driver, classify errors.
+
+No database session is open while this runs (DESIGN.md Execution 2; Redash's executor does the
+same "to prevent holding a connection for a long time").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app import drivers
+from app.config import Settings
+from app.drivers.base import NodeContext
+from app.engine.templating import render_params
+from app.errors import DriverError, NodeTimeout, RetryableDriverError, TemplateError
+from app.workflows.execution import Lease, Outcome, complete_node, lease_node, node_timeout_s
+from app.workflows.runs import NodeRef
+
+log = logging.getLogger(__name__)
+
+
+def invoke_driver(lease: Lease, settings: Settings, http: httpx.Client) -> Outcome:
+    """The node's outcome; never raises for a failure of the node itself."""
+    node = lease.node
+    timeout_s = node_timeout_s(lease.definition, lease.node_id, settings)
+    context = lease.template_context()
+    try:
+        driver = drivers.get_driver(node.type)
+        rendered = {
+            name: value
+            if name in driver.raw_params
+            else render_params(value, context, path=f"params.{name}")
+            for name, value in node.params.items()
+        }
+        params = driver.Params.model_validate(rendered)
+        ctx = NodeContext(
+            run_id=lease.run_id,
+            node_id=lease.node_id,
+            workflow_id=lease.workflow_id,
+            attempt=lease.attempt,
+            timeout_s=timeout_s,
+            settings=settings,
+            http=http,
+            template_context=context,
+        )
+        with deadline(timeout_s):
+            output = driver.run(params, ctx)
+        json.dumps(output)  # fail here, not in the database, if a driver returns the wrong thing
+    except NodeTimeout as exc:
+        return Outcome(
+            succeeded=False, error=str(exc) or f"timed out after {timeout_s:g}s", retryable=True
+        )
+    except RetryableDriverError as exc:
+        return Outcome(succeeded=False, error=str(exc), retryable=True)
+    except (DriverError, TemplateError) as exc:
+        return Outcome(succeeded=False, error=str(exc))
+    except ValidationError as exc:
+        return Outcome(succeeded=False, error=describe_validation_error(exc))
+    except Exception as exc:  # a bug in a driver must fail its node, not lose the worker
+        log.exception("driver %s raised unexpectedly", node.type)
+        return Outcome(
+            succeeded=False, error=f"internal error in {node.type} driver: {type(exc).__name__}"
+        )
+    return Outcome(succeeded=True, output=output)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Field names and reasons only: rendered values may hold data that must not be echoed."""
+    problems = [
+        f"params.{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+        for error in exc.errors(include_input=False, include_url=False)
+    ]
+    return "invalid params after rendering: " + "; ".join(problems)
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Raise NodeTimeout in the running code after `seconds`.
+
+    Uses SIGALRM, so it works in a prefork worker's main thread; elsewhere (threads, standalone)
+    the drivers' own client timeouts are the limit, and the lease expiry is the backstop.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def _expire(_signum: int, _frame: Any) -> None:
+        raise NodeTimeout(f"timed out after {seconds:g}s")
+
+    previous = signal.signal(signal.SIGALRM, _expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def execute_node(
+    sessions: sessionmaker[Session], settings: Settings, http: httpx.Client, ref: NodeRef
+) -> tuple[Lease | None, list[NodeRef]]:
+    """One node, end to end: lease (one transaction), driver (no session), complete (one
+    transaction). Returns the lease (None for a dropped duplicate) and the refs to publish."""
+    with sessions.begin() as session:
+        lease = lease_node(session, ref.run_id, ref.node_id, settings)
+    if lease is None:
+        return None, []
+    outcome = invoke_driver(lease, settings, http)
+    with sessions.begin() as session:
+        return lease, complete_node(session, lease, outcome, settings)

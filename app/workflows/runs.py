@@ -1,0 +1,156 @@
+"""Runs as the front end sees them: start one, read one, cancel one."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.engine.schema import TERMINAL_RUN_STATUSES
+from app.errors import Conflict, NotFound
+from app.models import NodeRun, WorkflowRun, utcnow
+from app.workflows.store import get_definition, get_workflow
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    """ "Run node N of run R": the whole content of a node message."""
+
+    run_id: str
+    node_id: str
+    #: Seconds to hold the message back (a retry hint; PostgreSQL's next_attempt_at is the truth).
+    countdown: float | None = None
+    #: True for a node after another one: served before entry nodes of new runs (DESIGN.md 7).
+    continuation: bool = True
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    run_id: str
+    to_publish: list[NodeRef] = field(default_factory=list)
+
+
+def start_run(
+    session: Session,
+    workflow_id: str,
+    payload: Any,
+    *,
+    trigger_event_id: int | None = None,
+    version: int | None = None,
+) -> StartedRun:
+    """Write the run (queued) and its entry node_run (pending); publish `to_publish` after
+    commit."""
+    workflow = get_workflow(session, workflow_id)
+    if workflow.status != "active":
+        raise Conflict(f"workflow {workflow_id!r} is {workflow.status}")
+    version = version or workflow.version
+    definition = get_definition(session, workflow_id, version)
+    now = utcnow()
+    run = WorkflowRun(
+        run_id=uuid.uuid4(),
+        workflow_id=workflow_id,
+        workflow_version=version,
+        status="queued",
+        input=payload,
+        trigger_event_id=trigger_event_id,
+        created_at=now,
+    )
+    entry = definition.node(definition.entry_id)
+    session.add(run)
+    session.flush()
+    session.add(
+        NodeRun(
+            run_id=run.run_id,
+            node_id=entry.id,
+            node_type=entry.type,
+            status="pending",
+            attempt=0,
+            redeliveries=0,
+            next_attempt_at=now,
+            published_at=now,
+        )
+    )
+    session.flush()
+    run_id = str(run.run_id)
+    return StartedRun(run_id, [NodeRef(run_id, entry.id, continuation=False)])
+
+
+def get_run(session: Session, run_id: str, *, with_nodes: bool = True) -> dict[str, Any]:
+    """A run in the shape clients rely on (DESIGN.md: HTTP API shapes)."""
+    run = session.get(WorkflowRun, _parse_run_id(run_id))
+    if run is None:
+        raise NotFound(f"no run with id {run_id!r}")
+    shaped = run_to_dict(run)
+    if with_nodes:
+        rows = session.scalars(select(NodeRun).where(NodeRun.run_id == run.run_id)).all()
+        definition = get_definition(session, run.workflow_id, run.workflow_version)
+        order = {node.id: index for index, node in enumerate(definition.nodes)}
+        rows = sorted(rows, key=lambda row: order.get(row.node_id, len(order)))
+        shaped["nodes"] = [node_run_to_dict(row) for row in rows]
+    return shaped
+
+
+def cancel_run(session: Session, run_id: str) -> bool:
+    """Cancel a queued or running run; False when it had already finished. Running nodes finish,
+    but nothing after them is started."""
+    parsed = _parse_run_id(run_id)
+    run = session.get(WorkflowRun, parsed, with_for_update=True)
+    if run is None:
+        raise NotFound(f"no run with id {run_id!r}")
+    if run.status in TERMINAL_RUN_STATUSES:
+        return False
+    now = utcnow()
+    run.status, run.finished_at, run.error = "cancelled", now, "cancelled by request"
+    session.execute(
+        update(NodeRun)
+        .where(NodeRun.run_id == parsed, NodeRun.status.in_(("pending", "retrying")))
+        .values(status="cancelled", finished_at=now)
+    )
+    session.flush()
+    return True
+
+
+def run_to_dict(run: WorkflowRun) -> dict[str, Any]:
+    return {
+        "run_id": str(run.run_id),
+        "workflow_id": run.workflow_id,
+        "workflow_version": run.workflow_version,
+        "status": run.status,
+        "input": run.input,
+        "error": run.error,
+        "created_at": _iso(run.created_at),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+    }
+
+
+def node_run_to_dict(row: NodeRun) -> dict[str, Any]:
+    duration_ms = None
+    if row.started_at and row.finished_at:
+        duration_ms = round((row.finished_at - row.started_at).total_seconds() * 1000, 3)
+    return {
+        "node_id": row.node_id,
+        "type": row.node_type,
+        "status": row.status,
+        "attempt": row.attempt,
+        "output": row.output,
+        "error": row.error,
+        "started_at": _iso(row.started_at),
+        "finished_at": _iso(row.finished_at),
+        "duration_ms": duration_ms,
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def _parse_run_id(run_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(run_id))
+    except ValueError:
+        raise NotFound(f"no run with id {run_id!r}") from None

@@ -1,0 +1,94 @@
+"""The sweeper (DESIGN.md: Execution 3): pending node_runs are the outbox, and this drains it.
+
+It republishes pending or due node_runs whose message was not picked up in time, returns
+running node_runs whose lease expired to pending, and fails a node whose worker was lost
+`max_redeliveries` times (instead of Celery's endless requeue, celery#9082).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.models import NodeRun, WorkflowRun, utcnow
+from app.workflows.execution import ACTIVE_RUN, Lease, Outcome, complete_node
+from app.workflows.runs import NodeRef
+from app.workflows.store import get_definition
+
+
+def sweep(session: Session, settings: Settings) -> list[NodeRef]:
+    """One pass; the caller commits, then publishes what is returned."""
+    now = utcnow()
+    to_publish = _fail_exhausted_leases(session, settings)
+    expired = session.execute(
+        update(NodeRun)
+        .where(
+            NodeRun.status == "running",
+            NodeRun.lease_expires_at < now,
+            NodeRun.redeliveries < settings.max_redeliveries,
+        )
+        .values(
+            status="pending",
+            lease_expires_at=None,
+            next_attempt_at=now,
+            published_at=now,
+            redeliveries=NodeRun.redeliveries + 1,
+        )
+        .returning(NodeRun.run_id, NodeRun.node_id)
+    ).all()
+    stale = now - timedelta(seconds=settings.pending_republish_s)
+    due = session.execute(
+        update(NodeRun)
+        .where(
+            NodeRun.status.in_(("pending", "retrying")),
+            or_(NodeRun.next_attempt_at.is_(None), NodeRun.next_attempt_at <= now),
+            or_(NodeRun.published_at.is_(None), NodeRun.published_at < stale),
+            NodeRun.run_id.in_(
+                select(WorkflowRun.run_id).where(WorkflowRun.status.in_(ACTIVE_RUN))
+            ),
+        )
+        .values(published_at=now)
+        .returning(NodeRun.run_id, NodeRun.node_id)
+    ).all()
+    to_publish += [NodeRef(str(run_id), node_id) for run_id, node_id in [*expired, *due]]
+    return to_publish
+
+
+def _fail_exhausted_leases(session: Session, settings: Settings) -> list[NodeRef]:
+    now = utcnow()
+    rows = session.execute(
+        select(
+            NodeRun.run_id,
+            NodeRun.node_id,
+            NodeRun.attempt,
+            NodeRun.redeliveries,
+            WorkflowRun.workflow_id,
+            WorkflowRun.workflow_version,
+            WorkflowRun.input,
+        )
+        .join(WorkflowRun, WorkflowRun.run_id == NodeRun.run_id)
+        .where(
+            and_(
+                NodeRun.status == "running",
+                NodeRun.lease_expires_at < now,
+                NodeRun.redeliveries >= settings.max_redeliveries,
+            )
+        )
+    ).all()
+    to_publish: list[NodeRef] = []
+    for row in rows:
+        lease = Lease(
+            run_id=str(row.run_id),
+            node_id=row.node_id,
+            attempt=row.attempt,
+            redeliveries=row.redeliveries,
+            workflow_id=row.workflow_id,
+            definition=get_definition(session, row.workflow_id, row.workflow_version),
+            run_input=row.input,
+        )
+        lost = Outcome(succeeded=False, error=f"worker lost {row.redeliveries + 1} times")
+        to_publish += complete_node(session, lease, lost, settings)
+    return to_publish

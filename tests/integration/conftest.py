@@ -1,0 +1,180 @@
+"""The real stack for integration tests: a migrated PostgreSQL, Redis, a Celery worker and beat.
+
+The worker and beat are separate processes started once per session, exactly as ops run them
+(`celery -A app.tasks worker`, `celery -A app.tasks beat`), with short timeouts so fault tests
+finish quickly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.models import make_engine, make_session_factory
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: Settings of the worker and beat under test: fast sweeps and short timeouts for fault tests.
+STACK_ENV = {
+    "DUALMCP_HTTP_ALLOWLIST": "127.0.0.1",
+    "DUALMCP_VISIBILITY_TIMEOUT": "5",
+    "DUALMCP_SWEEP_INTERVAL_S": "0.5",
+    "DUALMCP_PENDING_REPUBLISH_S": "2",
+    "DUALMCP_LEASE_GRACE_S": "1",
+    "DUALMCP_MAX_REDELIVERIES": "3",
+}
+
+
+class Stack:
+    """Handles on the running worker and beat, and on the database they share with the test."""
+
+    def __init__(self, env: dict[str, str], sessions: sessionmaker[Session], logs: Path) -> None:
+        self.env = env
+        self.sessions = sessions
+        self.logs = logs
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.beat: subprocess.Popen[bytes] | None = None
+        self._worker_count = 0
+
+    def start_worker(self) -> None:
+        self._worker_count += 1
+        with open(self.logs / f"worker-{self._worker_count}.log", "wb") as log:
+            self.worker = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "app.tasks",
+                    "worker",
+                    "--loglevel=INFO",
+                    "--concurrency=2",
+                    "--pool=prefork",
+                    f"--hostname=test{self._worker_count}@%h",
+                ],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: a test can kill all of it
+            )
+        self._wait_ready(self.logs / f"worker-{self._worker_count}.log", b"ready.")
+
+    def kill_worker(self) -> None:
+        """SIGKILL the worker's whole process group: no warm shutdown, no acks."""
+        assert self.worker is not None
+        os.killpg(self.worker.pid, signal.SIGKILL)
+        self.worker.wait(timeout=10)
+        self.worker = None
+
+    def start_beat(self, schedule: Path) -> None:
+        with open(self.logs / "beat.log", "wb") as log:
+            self.beat = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "app.tasks",
+                    "beat",
+                    "--loglevel=INFO",
+                    f"--schedule={schedule}",
+                ],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop(self) -> None:
+        for process in (self.worker, self.beat):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=5)
+
+    def wait_for(self, check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
+        """Poll `check` until it returns something truthy; fail with the worker log otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = check()
+            if result:
+                return result
+            time.sleep(0.1)
+        pytest.fail(f"timed out after {timeout}s waiting for {what}\n{self.tail_logs()}")
+
+    def tail_logs(self) -> str:
+        parts = []
+        for path in sorted(self.logs.glob("*.log")):
+            text = path.read_text(errors="replace").splitlines()[-40:]
+            parts.append(f"--- {path.name}\n" + "\n".join(text))
+        return "\n".join(parts)
+
+    def _wait_ready(self, log: Path, marker: bytes) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if marker in log.read_bytes():
+                return
+            if self.worker is not None and self.worker.poll() is not None:
+                break
+            time.sleep(0.1)
+        pytest.fail(f"the Celery worker did not start\n{self.tail_logs()}")
+
+
+@pytest.fixture(scope="session")
+def stack(
+    migrated_postgres: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    env = {**os.environ, **STACK_ENV, "DATABASE_URL": migrated_postgres, "REDIS_URL": redis_url}
+    tmp = tmp_path_factory.mktemp("stack")
+    engine = make_engine(migrated_postgres)
+    stack = Stack(env, make_session_factory(engine), tmp)
+    try:
+        stack.start_worker()
+        stack.start_beat(tmp / "beat-schedule")
+        yield stack
+    finally:
+        stack.stop()
+        engine.dispose()
+
+
+def launch(stack: Stack, definition: dict[str, Any], payload: Any) -> str:
+    """Save (or re-version) the workflow, start a run in one transaction, publish after commit."""
+    from app.tasks.dispatch import publish
+    from app.workflows import save_workflow, start_run
+
+    with stack.sessions.begin() as session:
+        save_workflow(session, definition)
+        started = start_run(session, definition["workflow_id"], payload)
+    publish(started.to_publish)
+    return started.run_id
+
+
+def finished_run(stack: Stack, run_id: str, timeout: float = 30) -> dict[str, Any]:
+    """The run once it reached a terminal status, with its nodes keyed by id."""
+    from app.workflows import get_run
+
+    def check() -> dict[str, Any] | None:
+        with stack.sessions() as session:
+            run = get_run(session, run_id)
+        return run if run["status"] in ("succeeded", "failed", "cancelled") else None
+
+    run = stack.wait_for(check, timeout, what=f"run {run_id} to finish")
+    run["by_node"] = {node["node_id"]: node for node in run["nodes"]}
+    return run
