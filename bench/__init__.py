@@ -1,0 +1,1 @@
+"""The benchmark harness (`make bench`); see README.md for results and how to read them."""
