@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     database_url: str = Field("sqlite:///dualmcp.db", validation_alias=_env("DATABASE_URL"))
     #: Redis: the Celery broker and the agent-memory cache.
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL"))
+    #: Comma-separated `scope:key` pairs (scope admin or read); `dualmcp keys create` stores more.
+    api_keys: str = Field("", validation_alias=_env("DUALMCP_API_KEYS"))
+    #: Largest request body the front end reads, in bytes (413 past it).
+    max_body_bytes: int = Field(1024 * 1024, validation_alias=_env("DUALMCP_MAX_BODY_BYTES"))
     #: Overrides the broker alone (memory:// in standalone mode).
     celery_broker_url: str | None = Field(None, validation_alias=_env("CELERY_BROKER_URL"))
     #: Hosts or CIDRs that HTTP-calling nodes may reach although private or loopback.

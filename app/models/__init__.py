@@ -5,6 +5,7 @@ from app.models.session import make_engine, make_session_factory
 from app.models.tables import (
     AgentMCP,
     AgentMessage,
+    ApiKey,
     NodeRun,
     SentEffect,
     TriggerEvent,
@@ -16,6 +17,7 @@ from app.models.tables import (
 __all__ = [
     "AgentMCP",
     "AgentMessage",
+    "ApiKey",
     "Base",
     "NodeRun",
     "SentEffect",

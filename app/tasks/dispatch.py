@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from app.tasks.celery_app import NODES_QUEUE, RUNS_QUEUE
 from app.workflows.runs import NodeRef
@@ -29,3 +30,20 @@ def publish(refs: list[NodeRef]) -> None:
                 ref.run_id,
                 exc_info=True,
             )
+
+
+def queue_depth() -> int | None:
+    """Messages waiting in both node queues (admission control); None when it cannot be known
+    (a broker other than Redis, or Redis unreachable)."""
+    from app.tasks import celery
+
+    try:
+        connection: Any = celery.pool.acquire(block=True, timeout=2)  # a pooled Connection
+        with connection:
+            if connection.transport_cls not in ("redis", "rediss"):
+                return None
+            client = connection.default_channel.client
+            return int(client.llen(NODES_QUEUE)) + int(client.llen(RUNS_QUEUE))
+    except Exception:
+        log.warning("could not read the queue depth", exc_info=True)
+        return None

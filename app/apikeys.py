@@ -1,0 +1,69 @@
+"""API keys: from DUALMCP_API_KEYS, or stored hashed in the database (`dualmcp keys create`).
+
+Keys are long random tokens, so a SHA-256 of the key is enough to store (as GitHub does with
+tokens): a stolen table cannot be turned back into keys, and lookup by hash leaks no timing
+about the key itself. Keys from the environment are compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import ApiKey
+
+Scope = Literal["admin", "read"]
+SCOPES: tuple[Scope, ...] = ("admin", "read")
+KEY_PREFIX = "dmcp_"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def parse_env_keys(spec: str) -> list[tuple[Scope, str]]:
+    """`admin:k1,read:k2` -> [("admin", "k1"), ("read", "k2")]; raises ValueError naming the entry
+    position (never the key) when one is malformed."""
+    keys: list[tuple[Scope, str]] = []
+    for position, entry in enumerate(part.strip() for part in spec.split(",")):
+        if not entry:
+            continue
+        scope, _, key = entry.partition(":")
+        if scope not in SCOPES or not key:
+            raise ValueError(
+                f"DUALMCP_API_KEYS entry {position + 1} must be 'admin:<key>' or 'read:<key>'"
+            )
+        keys.append((scope, key))
+    return keys
+
+
+def scope_from_env(env_keys: list[tuple[Scope, str]], presented: str) -> Scope | None:
+    found: Scope | None = None
+    for scope, key in env_keys:  # no early exit: time does not depend on which key matched
+        if hmac.compare_digest(key.encode(), presented.encode()):
+            found = scope
+    return found
+
+
+def scope_from_store(session: Session, presented: str) -> Scope | None:
+    scope = session.scalar(select(ApiKey.scope).where(ApiKey.key_hash == hash_key(presented)))
+    return scope if scope in SCOPES else None
+
+
+def create_key(session: Session, scope: Scope, name: str = "") -> str:
+    """Store a new key and return it; this is the only time it is visible."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
+    key = new_key()
+    session.add(ApiKey(key_hash=hash_key(key), scope=scope, name=name))
+    session.flush()
+    return key

@@ -1,0 +1,49 @@
+"""The Flask front end: `gunicorn 'app.web:create_app()'`.
+
+Thin on purpose: views validate, call one service function, publish after commit, and shape
+the answer. They never call a driver (DESIGN.md: dependencies point one way).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from app.config import Settings, get_settings
+from app.web.context import WebContext
+
+
+def create_app(
+    test_config: dict[str, Any] | None = None, *, context: WebContext | None = None
+) -> Flask:
+    """Build the app; tests pass their own `context` (settings, sessions, publisher)."""
+    app = Flask(__name__)
+    context = context or default_context(get_settings())
+    app.config.update(
+        MAX_CONTENT_LENGTH=context.settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    app.config.from_mapping(test_config or {})
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["dualmcp"] = context
+
+    from app.web import agents, errors, ops, runs, triggers, workflows
+
+    errors.init_app(app)
+    for module in (ops, agents, workflows, runs, triggers):
+        app.register_blueprint(module.bp)
+    return app
+
+
+def default_context(settings: Settings) -> WebContext:
+    """Production wiring: the configured database, and Celery (Redis) for publishing."""
+    from app.models import make_engine, make_session_factory
+    from app.tasks.dispatch import publish, queue_depth
+
+    return WebContext(
+        settings=settings,
+        sessions=make_session_factory(make_engine(settings.database_url)),
+        publish=publish,
+        queue_depth=queue_depth,
+    )

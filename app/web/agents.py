@@ -1,0 +1,5 @@
+"""Placeholder: filled in by the agents work."""
+
+from flask import Blueprint
+
+bp = Blueprint("agents", __name__)
