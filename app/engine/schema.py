@@ -6,9 +6,11 @@ The JSON shape is the contract users write by hand, so field names follow DESIGN
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 NodeStatus = Literal[
     "pending", "running", "retrying", "succeeded", "failed", "skipped", "cancelled"
@@ -71,12 +73,44 @@ class NodeDefinition(BaseModel):
         return list(dict.fromkeys(ids))
 
 
+SignatureScheme = Literal["standard", "github", "stripe"]
+
+
 class TriggerConfig(BaseModel):
     """How runs start: a signed webhook, a cron schedule, or by hand. Details are the web's job."""
 
     model_config = ConfigDict(extra="allow")
 
     type: Literal["webhook", "schedule", "manual"] = "manual"
+    #: How a webhook's signature is checked (app/web/signatures.py).
+    scheme: SignatureScheme = "standard"
+    #: A webhook's active signing secrets; several at once while one is rotated out.
+    secrets: list[str] = Field(default_factory=list, validate_default=True)
+
+    @field_validator("secrets")
+    @classmethod
+    def _webhook_is_signed(cls, secrets: list[str], info: ValidationInfo) -> list[str]:
+        """Caught at save time rather than as a 401 on every delivery. Never echoes a secret."""
+        if info.data.get("type") != "webhook":
+            return secrets
+        if not secrets:
+            raise ValueError("a webhook trigger needs at least one secret")
+        for index, secret in enumerate(secrets):
+            if not secret.strip():
+                raise ValueError(f"secret #{index} is empty")
+            if info.data.get("scheme") == "standard" and not _is_standard_secret(secret):
+                raise ValueError(
+                    f"secret #{index} is not a Standard Webhooks secret (whsec_ then base64)"
+                )
+        return secrets
+
+
+def _is_standard_secret(secret: str) -> bool:
+    encoded = secret.removeprefix("whsec_")
+    try:
+        return len(base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)) > 0
+    except binascii.Error:
+        return False
 
 
 class WorkflowDefinition(BaseModel):

@@ -30,6 +30,15 @@ def make_celery(settings: Settings) -> Celery:
             "queue_order_strategy": "priority",
             # Above the longest node timeout, or a slow node is handed to a second worker.
             "visibility_timeout": settings.visibility_timeout,
+            "socket_connect_timeout": 2,
+        },
+        # A broker outage must not hold a web request for long: the node stays pending in
+        # PostgreSQL and the sweeper publishes it later (DESIGN.md: Execution 1).
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.1,
+            "interval_max": 0.2,
         },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,

@@ -33,6 +33,10 @@ def create_app(
     errors.init_app(app)
     for module in (ops, agents, workflows, runs, triggers):
         app.register_blueprint(module.bp)
+    if app.config.get("DUALMCP_DEMO"):
+        from app.web import demo
+
+        app.register_blueprint(demo.bp)
     return app
 
 

@@ -1,5 +1,130 @@
-"""Placeholder: filled in by the agents work."""
+"""Agents over HTTP: the seed's POST /api/agent/create and the /api/agents resource."""
 
-from flask import Blueprint
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.agents import LLMConfig, PersonalityTraits, store
+from app.agents.schemas import AGENT_ID_PATTERN
+from app.web.api import endpoint
+from app.web.context import web_context
+from app.web.schemas import AgentList, AgentOut, respond
 
 bp = Blueprint("agents", __name__)
+
+
+class AgentCreate(BaseModel):
+    """A new agent; `agent_id` is made from the name when left out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent_id: str | None = Field(None, min_length=1, max_length=128, pattern=AGENT_ID_PATTERN)
+    agent_name: str = Field(min_length=1, max_length=256)
+    llm_config: LLMConfig = Field(default_factory=LLMConfig)
+    personality_traits: PersonalityTraits = Field(default_factory=PersonalityTraits)
+
+
+class AgentPatch(BaseModel):
+    """The fields to change; each one given replaces the stored value whole."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent_name: str | None = Field(None, min_length=1, max_length=256)
+    llm_config: LLMConfig | None = None
+    personality_traits: PersonalityTraits | None = None
+
+    @field_validator("agent_name", "llm_config", "personality_traits", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may be left out, but not null")
+        return value
+
+
+def _create(body: AgentCreate) -> Response:
+    with web_context().sessions.begin() as session:
+        agent = store.create_agent(
+            session,
+            agent_id=body.agent_id,
+            agent_name=body.agent_name,
+            llm_config=body.llm_config,
+            personality_traits=body.personality_traits,
+        )
+        shaped = store.agent_to_dict(agent)
+    response = respond(AgentOut, shaped, 201)
+    response.headers["Location"] = f"/api/agents/{shaped['agent_id']}"
+    return response
+
+
+@endpoint(
+    bp,
+    "/api/agent/create",
+    method="POST",
+    summary="Create an agent (the seed's path)",
+    auth="admin",
+    body=AgentCreate,
+    responses={201: AgentOut},
+)
+def create_agent_seed(body: AgentCreate) -> ResponseReturnValue:
+    return _create(body)
+
+
+@endpoint(
+    bp,
+    "/api/agents",
+    method="POST",
+    summary="Create an agent",
+    auth="admin",
+    body=AgentCreate,
+    responses={201: AgentOut},
+)
+def create_agent(body: AgentCreate) -> ResponseReturnValue:
+    return _create(body)
+
+
+@endpoint(bp, "/api/agents", summary="List agents", responses={200: AgentList})
+def list_agents() -> ResponseReturnValue:
+    with web_context().sessions() as session:
+        agents = [store.agent_to_dict(agent) for agent in store.list_agents(session)]
+    return respond(AgentList, {"agents": agents})
+
+
+@endpoint(bp, "/api/agents/<agent_id>", summary="Read an agent", responses={200: AgentOut})
+def get_agent(agent_id: str) -> ResponseReturnValue:
+    with web_context().sessions() as session:
+        shaped = store.agent_to_dict(store.get_agent(session, agent_id))
+    return respond(AgentOut, shaped)
+
+
+@endpoint(
+    bp,
+    "/api/agents/<agent_id>",
+    method="PATCH",
+    summary="Change an agent's name, LLM config or personality",
+    auth="admin",
+    body=AgentPatch,
+    responses={200: AgentOut},
+)
+def update_agent(agent_id: str, body: AgentPatch) -> ResponseReturnValue:
+    changes = {name: getattr(body, name) for name in body.model_fields_set}
+    with web_context().sessions.begin() as session:
+        shaped = store.agent_to_dict(store.update_agent(session, agent_id, **changes))
+    return respond(AgentOut, shaped)
+
+
+@endpoint(
+    bp,
+    "/api/agents/<agent_id>",
+    method="DELETE",
+    summary="Delete an agent and its memory",
+    auth="admin",
+    responses={204: None},
+)
+def delete_agent(agent_id: str) -> ResponseReturnValue:
+    with web_context().sessions.begin() as session:
+        store.delete_agent(session, agent_id)
+    return Response(status=204)

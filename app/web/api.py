@@ -39,6 +39,8 @@ class Endpoint:
     query: type[BaseModel] | None = None
     responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
     tag: str = ""
+    #: False when an empty body stands for `{}` (every field has a default).
+    body_required: bool = True
 
 
 #: Every endpoint declared so far, in declaration order.
@@ -55,13 +57,27 @@ def endpoint(
     body: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
     responses: dict[int, type[BaseModel] | None] | None = None,
+    body_optional: bool = False,
 ) -> Callable[[View], View]:
-    """Register `view` on `bp`; the view receives `body=` and `query=` models when declared."""
+    """Register `view` on `bp`; the view receives `body=` and `query=` models when declared.
+
+    With `body_optional`, a request without a body is read as `{}` (e.g. `curl -X POST`).
+    """
 
     def decorator(view: View) -> View:
         full_rule = (bp.url_prefix or "") + rule
         ENDPOINTS.append(
-            Endpoint(full_rule, method, summary, auth, body, query, responses or {}, bp.name)
+            Endpoint(
+                full_rule,
+                method,
+                summary,
+                auth,
+                body,
+                query,
+                responses or {},
+                bp.name,
+                body_required=not body_optional,
+            )
         )
 
         @functools.wraps(view)
@@ -69,7 +85,8 @@ def endpoint(
             if auth in ("admin", "read"):
                 require_scope(auth)
             if body is not None:
-                kwargs["body"] = parse_body(body)
+                empty = body_optional and not request.get_data(cache=True)
+                kwargs["body"] = validate(body, {}) if empty else parse_body(body)
             if query is not None:
                 kwargs["query"] = parse_query(query)
             return view(**kwargs)
@@ -135,6 +152,6 @@ def _depth(value: Any) -> int:
             if isinstance(item, dict | list)
             for child in (item.values() if isinstance(item, dict) else item)
         ]
-        if depth > MAX_JSON_DEPTH:
-            break
+        if level and depth > MAX_JSON_DEPTH:
+            return depth  # values remain below the limit's level: stop counting
     return depth - 1 if depth else 0

@@ -81,7 +81,7 @@ def _operation(point: Endpoint, path: str, refs: dict[type[BaseModel], Any]) -> 
         operation["parameters"] = parameters
     if point.body is not None:
         operation["requestBody"] = {
-            "required": True,
+            "required": point.body_required,
             "content": {"application/json": {"schema": refs[point.body]}},
         }
     return operation

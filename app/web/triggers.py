@@ -1,5 +1,215 @@
-"""Placeholder: filled in by the triggers work."""
+"""Starting runs over HTTP: signed webhook triggers, and the seed's admin `execute`.
 
-from flask import Blueprint
+Each request is one transaction (trigger_event + run + entry node_run), published after commit
+(DESIGN.md: Execution 1). A repeated idempotency key answers 200 with the first run and
+`Idempotent-Replayed: true`; the same key with another body answers 422 (Stripe's rules).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, cast
+
+from flask import Blueprint, Response, jsonify, request
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from app.models import Workflow
+from app.web import signatures
+from app.web.admission import admit_new_run
+from app.web.api import endpoint, read_json, validate
+from app.web.context import web_context
+from app.web.errors import ApiError
+from app.workflows import get_workflow, start_run
+from app.workflows.triggers import IdempotencyKeyReused, Source, TriggerResult, accept_trigger
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("triggers", __name__)
+
+#: Longest `Idempotency-Key` header accepted (Stripe's limit).
+MAX_IDEMPOTENCY_KEY = 255
+
+
+class RunAccepted(BaseModel):
+    """A run was started (202), or a repeated key found the first run (200, duplicate)."""
+
+    run_id: str
+    status: str = "queued"
+    status_url: str
+    duplicate: bool | None = Field(None, description="true on a replayed idempotency key")
+
+
+class ExecuteRequest(BaseModel):
+    """Start a run of a workflow with this input (the seed's POST /api/workflow/execute)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workflow_id: str = Field(min_length=1, max_length=128)
+    input: Any = Field(default_factory=dict, description="the run's trigger payload")
+
+
+class TriggerPayload(RootModel[dict[str, Any]]):
+    """A webhook's body: any JSON object, the run's `trigger` in templates."""
+
+
+_TRIGGER_RESPONSES: dict[int, type[BaseModel] | None] = {
+    202: RunAccepted,
+    200: RunAccepted,
+    401: None,
+    403: None,
+    404: None,
+    409: None,
+    422: None,
+    503: None,
+}
+
+
+@endpoint(
+    bp,
+    "/api/triggers/webhook/<workflow_id>",
+    method="POST",
+    summary="Fire a workflow's signed webhook trigger",
+    auth="signature",
+    responses=_TRIGGER_RESPONSES,
+)
+def webhook_trigger(workflow_id: str) -> ResponseReturnValue:
+    return _fire_webhook(workflow_id)
+
+
+@endpoint(
+    bp,
+    "/api/triggers/webhook",
+    method="POST",
+    summary="Fire a signed webhook trigger; workflow id in X-Workflow-Id or the body (seed)",
+    auth="signature",
+    responses=_TRIGGER_RESPONSES,
+)
+def webhook_trigger_seed() -> ResponseReturnValue:
+    return _fire_webhook(request.headers.get("X-Workflow-Id") or _workflow_id_from_body())
+
+
+@endpoint(
+    bp,
+    "/api/workflow/execute",
+    method="POST",
+    summary="Start a run (seed); an Idempotency-Key header makes repeats return the first run",
+    auth="admin",
+    body=ExecuteRequest,
+    responses={202: RunAccepted, 200: RunAccepted, 404: None, 409: None, 422: None, 503: None},
+)
+def execute(body: ExecuteRequest) -> ResponseReturnValue:
+    key = _idempotency_key_header()
+    admit_new_run()
+    # Stripe compares parameters, not bytes: the same JSON value is the same request.
+    canonical = json.dumps(
+        {"workflow_id": body.workflow_id, "input": body.input},
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
+    if key is None:
+        return _start(body.workflow_id, body.input)
+    return _accept(body.workflow_id, key, canonical, body.input, source="api")
+
+
+def _fire_webhook(workflow_id: str) -> Response:
+    raw = request.get_data(cache=True)  # the exact bytes the sender signed
+    admit_new_run()
+    context = web_context()
+    with context.sessions() as session:
+        workflow = get_workflow(session, workflow_id)
+        scheme, secrets = _webhook_config(workflow)
+    verified = _verify(workflow_id, scheme, secrets, raw)
+    payload = cast(TriggerPayload, validate(TriggerPayload, read_json())).root
+    return _accept(workflow_id, verified.idempotency_key, raw, payload, source="webhook")
+
+
+def _accept(workflow_id: str, key: str, raw: bytes, payload: Any, *, source: Source) -> Response:
+    context = web_context()
+    try:
+        with context.sessions.begin() as session:
+            result = accept_trigger(session, workflow_id, key, raw, payload, source=source)
+    except IdempotencyKeyReused as exc:
+        raise ApiError(422, "idempotency_key_reused", str(exc)) from None
+    context.publish(result.to_publish)
+    return _answer(result)
+
+
+def _start(workflow_id: str, payload: Any) -> Response:
+    context = web_context()
+    with context.sessions.begin() as session:
+        started = start_run(session, workflow_id, payload)
+    context.publish(started.to_publish)
+    return _answer(TriggerResult(started.run_id, duplicate=False))
+
+
+def _answer(result: TriggerResult) -> Response:
+    status_url = f"/api/runs/{result.run_id}"
+    body = RunAccepted(
+        run_id=result.run_id, status_url=status_url, duplicate=result.duplicate or None
+    )
+    response = jsonify(body.model_dump(exclude_none=True))
+    if result.duplicate:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    else:
+        response.status_code = 202
+        response.headers["Location"] = status_url
+    return response
+
+
+def _webhook_config(workflow: Workflow) -> tuple[str, list[str]]:
+    """The trigger's scheme and secrets; 403 when the workflow takes no signed webhooks."""
+    config = workflow.trigger_config or {}
+    scheme = config.get("scheme") or "standard"
+    secrets = [s for s in config.get("secrets") or [] if isinstance(s, str) and s]
+    if config.get("type") != "webhook" or not secrets or scheme not in signatures.SCHEMES:
+        raise ApiError(
+            403,
+            "webhook_not_enabled",
+            f"workflow {workflow.workflow_id!r} does not take signed webhook triggers",
+        )
+    return scheme, secrets
+
+
+def _verify(workflow_id: str, scheme: str, secrets: list[str], raw: bytes) -> signatures.Verified:
+    """The verified delivery; a generic 401 otherwise, its reason logged (never a secret)."""
+    try:
+        return signatures.verify(scheme, secrets, raw, dict(request.headers.items()), time.time())
+    except signatures.SignatureInvalid as exc:
+        log.warning(
+            "webhook for workflow %s rejected (%s scheme): %s",
+            workflow_id,
+            scheme,
+            exc,  # "<reason>: <detail>", header names and ages only, never a secret
+        )
+        raise ApiError(401, "invalid_signature", "signature verification failed") from None
+
+
+def _workflow_id_from_body() -> str:
+    data = read_json()
+    workflow_id = data.get("workflow_id") if isinstance(data, dict) else None
+    if isinstance(workflow_id, str) and workflow_id:
+        return workflow_id
+    problem = {
+        "code": "missing",
+        "path": "workflow_id",
+        "message": "name the workflow in the X-Workflow-Id header or the body's workflow_id",
+    }
+    raise ApiError(422, "validation_failed", "invalid fields: workflow_id", {"problems": [problem]})
+
+
+def _idempotency_key_header() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise ApiError(
+            400,
+            "invalid_idempotency_key",
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
+        )
+    return key

@@ -1,5 +1,159 @@
-"""Placeholder: filled in by the workflows work."""
+"""Workflow definitions over HTTP: create, read (any version), replace, pause, list.
 
-from flask import Blueprint
+The body is the workflow JSON itself. It is checked by the engine through `save_workflow`, not
+by the endpoint's model, so one 422 lists every problem (schema, graph and params) with its code
+and path; `WorkflowBody` accepts any JSON and only describes the shape for the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from flask import Blueprint, g
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, RootModel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
+from app import workflows
+from app.engine.schema import WorkflowDefinition
+from app.engine.validation import Problem
+from app.errors import DefinitionInvalid
+from app.web.api import endpoint
+from app.web.context import web_context
+from app.web.redact import redact_secrets
+from app.web.schemas import VersionList, WorkflowList, WorkflowOut, respond
 
 bp = Blueprint("workflows", __name__)
+
+
+class WorkflowBody(RootModel[Any]):
+    """A workflow definition (DESIGN.md: Workflow definition); on PUT `workflow_id` may be left
+    out. Checked by the engine, which lists every problem in one 422."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return handler(WorkflowDefinition.__pydantic_core_schema__)
+
+
+class VersionQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: A stored version; the current one when left out.
+    version: int | None = Field(None, ge=1)
+
+
+class StatusChange(BaseModel):
+    """Pause a workflow (no new runs start; runs under way finish) or activate it again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["active", "paused"]
+
+
+@endpoint(
+    bp,
+    "/api/workflows",
+    method="POST",
+    summary="Create a workflow from its definition",
+    auth="admin",
+    body=WorkflowBody,
+    responses={201: WorkflowOut},
+)
+def create_workflow(body: WorkflowBody) -> ResponseReturnValue:
+    with web_context().sessions.begin() as session:
+        workflow = workflows.save_workflow(session, body.root, create_only=True)
+        shaped = workflows.workflow_to_dict(workflow)
+    return _answer(shaped, 201)
+
+
+@endpoint(bp, "/api/workflows", summary="List workflows", responses={200: WorkflowList})
+def list_workflows() -> ResponseReturnValue:
+    with web_context().sessions() as session:
+        shaped = [
+            workflows.workflow_to_dict(workflow, with_definition=False)
+            for workflow in workflows.list_workflows(session)
+        ]
+    return respond(WorkflowList, {"workflows": shaped})
+
+
+@endpoint(
+    bp,
+    "/api/workflows/<workflow_id>",
+    summary="Read a workflow: the current definition, or `?version=N`",
+    query=VersionQuery,
+    responses={200: WorkflowOut},
+)
+def get_workflow(workflow_id: str, query: VersionQuery) -> ResponseReturnValue:
+    with web_context().sessions() as session:
+        workflow = workflows.get_workflow(session, workflow_id)
+        version = None
+        if query.version is not None:
+            version = workflows.get_version(session, workflow_id, query.version)
+        shaped = workflows.workflow_to_dict(workflow, version)
+    return _answer(shaped)
+
+
+@endpoint(
+    bp,
+    "/api/workflows/<workflow_id>",
+    method="PUT",
+    summary="Store a new version of a workflow (created when new); runs keep their version",
+    auth="admin",
+    body=WorkflowBody,
+    responses={200: WorkflowOut, 201: WorkflowOut},
+)
+def replace_workflow(workflow_id: str, body: WorkflowBody) -> ResponseReturnValue:
+    raw = body.root
+    if isinstance(raw, dict):
+        given = raw.get("workflow_id", workflow_id)
+        if given != workflow_id:
+            message = f"is {given!r} but the path names {workflow_id!r}"
+            raise DefinitionInvalid([Problem("workflow_id_mismatch", "workflow_id", message)])
+        raw = {**raw, "workflow_id": workflow_id}
+    with web_context().sessions.begin() as session:
+        workflow = workflows.save_workflow(session, raw)
+        shaped = workflows.workflow_to_dict(workflow)
+    return _answer(shaped, 201 if shaped["version"] == 1 else 200)
+
+
+@endpoint(
+    bp,
+    "/api/workflows/<workflow_id>/status",
+    method="PATCH",
+    summary="Pause or activate a workflow",
+    auth="admin",
+    body=StatusChange,
+    responses={200: WorkflowOut},
+)
+def change_status(workflow_id: str, body: StatusChange) -> ResponseReturnValue:
+    with web_context().sessions.begin() as session:
+        workflow = workflows.set_workflow_status(session, workflow_id, body.status)
+        shaped = workflows.workflow_to_dict(workflow)
+    return _answer(shaped)
+
+
+@endpoint(
+    bp,
+    "/api/workflows/<workflow_id>/versions",
+    summary="List a workflow's stored versions, newest first",
+    responses={200: VersionList},
+)
+def list_versions(workflow_id: str) -> ResponseReturnValue:
+    with web_context().sessions() as session:
+        versions = [
+            workflows.version_to_dict(row) for row in workflows.list_versions(session, workflow_id)
+        ]
+    return respond(VersionList, {"workflow_id": workflow_id, "versions": versions})
+
+
+def _answer(shaped: dict[str, Any], status: int = 200) -> ResponseReturnValue:
+    """Secrets in the definition are shown to admin keys only (they could change them anyway)."""
+    if g.get("api_scope") != "admin":
+        shaped = {**shaped, "definition": redact_secrets(shaped["definition"])}
+    response = respond(WorkflowOut, shaped, status)
+    if status == 201:
+        response.headers["Location"] = f"/api/workflows/{shaped['workflow_id']}"
+    return response

@@ -1,20 +1,48 @@
 """The workflow service: definitions with versions, runs, and the database side of execution.
 
-The front end calls `save_workflow`, `start_run`, `get_run`, `cancel_run`; the Celery tasks call
-the functions of `execution`. Every function takes a session and leaves committing to the caller,
-so one request or one task step is one transaction.
+The front end calls `save_workflow`, `start_run`, `get_run`, `list_runs`, `cancel_run` and
+`retry_run`; the Celery tasks call the functions of `execution`. Every function takes a session
+and leaves committing to the caller, so one request or one task step is one transaction.
 """
 
-from app.workflows.runs import NodeRef, StartedRun, cancel_run, get_run, start_run
-from app.workflows.store import get_definition, get_workflow, save_workflow
+from app.workflows.retry import retry_run
+from app.workflows.runs import (
+    InvalidCursor,
+    NodeRef,
+    StartedRun,
+    cancel_run,
+    get_run,
+    list_runs,
+    start_run,
+)
+from app.workflows.store import (
+    get_definition,
+    get_version,
+    get_workflow,
+    list_versions,
+    list_workflows,
+    save_workflow,
+    set_workflow_status,
+    version_to_dict,
+    workflow_to_dict,
+)
 
 __all__ = [
+    "InvalidCursor",
     "NodeRef",
     "StartedRun",
     "cancel_run",
     "get_definition",
     "get_run",
+    "get_version",
     "get_workflow",
+    "list_runs",
+    "list_versions",
+    "list_workflows",
+    "retry_run",
     "save_workflow",
+    "set_workflow_status",
     "start_run",
+    "version_to_dict",
+    "workflow_to_dict",
 ]

@@ -1,13 +1,16 @@
-"""Runs as the front end sees them: start one, read one, cancel one."""
+"""Runs as the front end sees them: start one, read one, list them, cancel one."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.engine.schema import TERMINAL_RUN_STATUSES
@@ -81,7 +84,7 @@ def start_run(
 
 def get_run(session: Session, run_id: str, *, with_nodes: bool = True) -> dict[str, Any]:
     """A run in the shape clients rely on (DESIGN.md: HTTP API shapes)."""
-    run = session.get(WorkflowRun, _parse_run_id(run_id))
+    run = session.get(WorkflowRun, parse_run_id(run_id))
     if run is None:
         raise NotFound(f"no run with id {run_id!r}")
     shaped = run_to_dict(run)
@@ -94,10 +97,65 @@ def get_run(session: Session, run_id: str, *, with_nodes: bool = True) -> dict[s
     return shaped
 
 
+def list_runs(
+    session: Session,
+    *,
+    workflow_id: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of runs (without nodes), newest first, and the cursor of the next page or None.
+
+    Keyset pagination on (created_at, run_id): pages stay stable while new runs arrive, and a
+    deep page costs what the first one does. An invalid cursor raises InvalidCursor.
+    """
+    query = select(WorkflowRun)
+    if workflow_id is not None:
+        query = query.where(WorkflowRun.workflow_id == workflow_id)
+    if status is not None:
+        query = query.where(WorkflowRun.status == status)
+    if cursor is not None:
+        created_at, run_id = decode_cursor(cursor)
+        query = query.where(
+            or_(
+                WorkflowRun.created_at < created_at,
+                and_(WorkflowRun.created_at == created_at, WorkflowRun.run_id < run_id),
+            )
+        )
+    query = query.order_by(WorkflowRun.created_at.desc(), WorkflowRun.run_id.desc())
+    rows = list(session.scalars(query.limit(limit + 1)))
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].run_id) if more else None
+    return [run_to_dict(run) for run in page], next_cursor
+
+
+class InvalidCursor(ValueError):
+    """A `cursor` this service did not hand out."""
+
+
+def encode_cursor(created_at: datetime, run_id: uuid.UUID) -> str:
+    """Opaque to clients: URL-safe base64 of the last row's sort key."""
+    raw = json.dumps([created_at.isoformat(), str(run_id)], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, run_id = json.loads(raw)
+        parsed = datetime.fromisoformat(created_at), uuid.UUID(run_id)
+    except (binascii.Error, ValueError, TypeError, AttributeError):
+        raise InvalidCursor("not a cursor from a previous page") from None
+    if parsed[0].tzinfo is None:
+        raise InvalidCursor("not a cursor from a previous page")
+    return parsed
+
+
 def cancel_run(session: Session, run_id: str) -> bool:
     """Cancel a queued or running run; False when it had already finished. Running nodes finish,
     but nothing after them is started."""
-    parsed = _parse_run_id(run_id)
+    parsed = parse_run_id(run_id)
     run = session.get(WorkflowRun, parsed, with_for_update=True)
     if run is None:
         raise NotFound(f"no run with id {run_id!r}")
@@ -149,7 +207,8 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def _parse_run_id(run_id: str) -> uuid.UUID:
+def parse_run_id(run_id: str) -> uuid.UUID:
+    """A run id as stored; anything that is not a UUID names no run (404, not 422)."""
     try:
         return uuid.UUID(str(run_id))
     except ValueError:

@@ -3,37 +3,66 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import drivers
 from app.engine.schema import WorkflowDefinition
-from app.engine.validation import check_definition
-from app.errors import NotFound
-from app.models import Workflow, WorkflowVersion, utcnow
+from app.engine.validation import Problem, validate_definition
+from app.errors import Conflict, DefinitionInvalid, NotFound
+from app.models import AgentMCP, Workflow, WorkflowVersion, utcnow
+
+WorkflowStatus = Literal["active", "paused"]
 
 # A stored version never changes, so a process may keep it for good.
-_definitions: dict[tuple[str, int], WorkflowDefinition] = {}
+_definitions: dict[tuple[str, str, int], WorkflowDefinition] = {}
 
 
-def save_workflow(session: Session, raw: Mapping[str, Any]) -> Workflow:
-    """Create the workflow or store a new version; DefinitionInvalid lists every problem."""
-    definition = check_definition(raw, drivers.param_schemas())
+def save_workflow(
+    session: Session, raw: Mapping[str, Any], *, create_only: bool = False
+) -> Workflow:
+    """Create the workflow or store a new version; DefinitionInvalid lists every problem.
+
+    With `create_only`, an existing workflow is a Conflict instead of a new version.
+    """
+    definition = _checked(session, raw)
     stored = definition.model_dump(mode="json", by_alias=True, exclude_none=True)
     workflow = session.get(Workflow, definition.workflow_id, with_for_update=True)
+    if workflow is not None and create_only:
+        raise Conflict(f"a workflow with id {definition.workflow_id!r} already exists")
+    fields: dict[str, Any] = {
+        "agent_id": definition.agent_id,
+        "name": definition.name,
+        "workflow_json": stored,
+        "trigger_config": definition.trigger.model_dump(mode="json"),
+    }
     if workflow is None:
-        workflow = Workflow(workflow_id=definition.workflow_id, version=1)
-        session.add(workflow)
+        now = utcnow()
+        workflow = Workflow(
+            workflow_id=definition.workflow_id,
+            version=1,
+            created_at=now,
+            updated_at=now,
+            **fields,
+        )
+        try:
+            # A savepoint: losing a race with a concurrent create is a Conflict, not a 500.
+            with session.begin_nested():
+                session.add(workflow)
+        except IntegrityError:
+            raise Conflict(
+                f"workflow {definition.workflow_id!r} was created concurrently; try again"
+            ) from None
     else:
+        for name, value in fields.items():
+            setattr(workflow, name, value)
         workflow.version += 1
         workflow.updated_at = utcnow()
-    workflow.agent_id = definition.agent_id
-    workflow.name = definition.name
-    workflow.workflow_json = stored
-    workflow.trigger_config = definition.trigger.model_dump(mode="json")
-    session.flush()
+        session.flush()
     session.add(
         WorkflowVersion(
             workflow_id=definition.workflow_id, version=workflow.version, workflow_json=stored
@@ -41,6 +70,86 @@ def save_workflow(session: Session, raw: Mapping[str, Any]) -> Workflow:
     )
     session.flush()
     return workflow
+
+
+def _checked(session: Session, raw: Mapping[str, Any]) -> WorkflowDefinition:
+    """The engine's checks, plus one it cannot make without the database: the agent exists."""
+    definition, problems = validate_definition(raw, drivers.param_schemas())
+    agent_id = raw.get("agent_id") if isinstance(raw, Mapping) else None
+    if isinstance(agent_id, str) and session.get(AgentMCP, agent_id) is None:
+        problems.append(Problem("unknown_agent", "agent_id", f"no agent with id {agent_id!r}"))
+    if problems or definition is None:
+        raise DefinitionInvalid(problems)
+    return definition
+
+
+def set_workflow_status(session: Session, workflow_id: str, status: WorkflowStatus) -> Workflow:
+    """Pause (no new runs start; runs under way finish) or activate; not a new version."""
+    workflow = session.get(Workflow, workflow_id, with_for_update=True)
+    if workflow is None:
+        raise NotFound(f"no workflow with id {workflow_id!r}")
+    if workflow.status != status:
+        workflow.status = status
+        workflow.updated_at = utcnow()
+        session.flush()
+    return workflow
+
+
+def list_workflows(session: Session) -> list[Workflow]:
+    """Every workflow at its current version, by id (workflows are few; no paging)."""
+    return list(session.scalars(select(Workflow).order_by(Workflow.workflow_id)))
+
+
+def list_versions(session: Session, workflow_id: str) -> list[WorkflowVersion]:
+    """The stored versions of a workflow, newest first; NotFound for an unknown workflow."""
+    get_workflow(session, workflow_id)
+    return list(
+        session.scalars(
+            select(WorkflowVersion)
+            .where(WorkflowVersion.workflow_id == workflow_id)
+            .order_by(WorkflowVersion.version.desc())
+        )
+    )
+
+
+def workflow_to_dict(
+    workflow: Workflow, version: WorkflowVersion | None = None, *, with_definition: bool = True
+) -> dict[str, Any]:
+    """The workflow as the API shows it, at `version` (a stored snapshot) or the current one."""
+    definition = version.workflow_json if version is not None else workflow.workflow_json
+    shaped: dict[str, Any] = {
+        "workflow_id": workflow.workflow_id,
+        "version": version.version if version is not None else workflow.version,
+        "status": workflow.status,
+        "name": definition.get("name", ""),
+        "agent_id": definition.get("agent_id"),
+        "created_at": _iso(workflow.created_at),
+        "updated_at": _iso(workflow.updated_at),
+    }
+    if with_definition:
+        shaped["definition"] = definition
+    return shaped
+
+
+def version_to_dict(version: WorkflowVersion) -> dict[str, Any]:
+    return {
+        "version": version.version,
+        "name": version.workflow_json.get("name", ""),
+        "created_at": _iso(version.created_at),
+    }
+
+
+def get_version(session: Session, workflow_id: str, version: int) -> WorkflowVersion:
+    """One stored snapshot as saved (not the parsed, cached definition)."""
+    row = session.get(WorkflowVersion, (workflow_id, version))
+    if row is None:
+        get_workflow(session, workflow_id)
+        raise NotFound(f"no version {version} of workflow {workflow_id!r}")
+    return row
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def get_workflow(session: Session, workflow_id: str) -> Workflow:
@@ -51,8 +160,8 @@ def get_workflow(session: Session, workflow_id: str) -> Workflow:
 
 
 def get_definition(session: Session, workflow_id: str, version: int) -> WorkflowDefinition:
-    """One stored version, parsed once per process."""
-    key = (workflow_id, version)
+    """One stored version, parsed once per process (per database, for tests and standalone)."""
+    key = (str(session.get_bind().engine.url), workflow_id, version)
     definition = _definitions.get(key)
     if definition is None:
         raw = session.scalar(

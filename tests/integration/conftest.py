@@ -178,3 +178,50 @@ def finished_run(stack: Stack, run_id: str, timeout: float = 30) -> dict[str, An
     run = stack.wait_for(check, timeout, what=f"run {run_id} to finish")
     run["by_node"] = {node["node_id"]: node for node in run["nodes"]}
     return run
+
+
+ADMIN_KEY = "integration-admin-key"
+
+
+@pytest.fixture(scope="session")
+def web_url(stack: Stack) -> Iterator[str]:
+    """gunicorn serving `app.web:create_app()` against the same database and broker."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**stack.env, "DUALMCP_API_KEYS": f"admin:{ADMIN_KEY}"}
+    with open(stack.logs / "gunicorn.log", "wb") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "app.web:create_app()",
+                f"--bind=127.0.0.1:{port}",
+                "--workers=2",
+                "--threads=4",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        import httpx
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return server.poll() is not None  # stop waiting if it died
+
+        stack.wait_for(up, 30, what="gunicorn to answer")
+        assert server.poll() is None, stack.tail_logs()
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=15)

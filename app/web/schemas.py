@@ -1,0 +1,120 @@
+"""Response models shared by the blueprints: the shapes clients rely on (DESIGN.md: HTTP API).
+
+Views build their answer through these models (`respond`), so the OpenAPI document describes
+exactly what is sent. Times are ISO 8601 UTC strings, as the services produce them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify
+from pydantic import BaseModel, Field
+
+from app.engine.schema import NodeStatus, RunStatus
+
+IsoTime = str
+
+
+class NodeRunOut(BaseModel):
+    """One node of a run."""
+
+    node_id: str
+    type: str
+    status: NodeStatus
+    attempt: int
+    output: Any = None
+    error: str | None = None
+    started_at: IsoTime | None = None
+    finished_at: IsoTime | None = None
+    duration_ms: float | None = None
+
+
+class RunSummary(BaseModel):
+    """A run without its nodes."""
+
+    run_id: str
+    workflow_id: str
+    workflow_version: int
+    status: RunStatus
+    input: Any = None
+    error: str | None = None
+    created_at: IsoTime
+    started_at: IsoTime | None = None
+    finished_at: IsoTime | None = None
+
+
+class RunOut(RunSummary):
+    """A run with its node runs, in definition order."""
+
+    nodes: list[NodeRunOut]
+
+
+class RunPage(BaseModel):
+    """A page of runs, newest first; pass `next_cursor` back as `cursor` for the next page."""
+
+    runs: list[RunSummary]
+    next_cursor: str | None = None
+
+
+class WorkflowSummary(BaseModel):
+    """A workflow at its current version, without the definition."""
+
+    workflow_id: str
+    version: int
+    status: str
+    name: str
+    agent_id: str | None = None
+    created_at: IsoTime
+    updated_at: IsoTime
+
+
+class WorkflowOut(WorkflowSummary):
+    """A workflow and one version of its definition (the current one unless asked)."""
+
+    definition: dict[str, Any]
+
+
+class WorkflowList(BaseModel):
+    """Every workflow, at its current version."""
+
+    workflows: list[WorkflowSummary]
+
+
+class VersionOut(BaseModel):
+    """One stored version of a workflow."""
+
+    version: int
+    name: str
+    created_at: IsoTime
+
+
+class VersionList(BaseModel):
+    """The stored versions of one workflow, newest first."""
+
+    workflow_id: str
+    versions: list[VersionOut]
+
+
+class AgentOut(BaseModel):
+    """An agent: its LLM config and personality."""
+
+    agent_id: str
+    agent_name: str
+    llm_config: dict[str, Any]
+    personality_traits: dict[str, Any]
+    created_at: IsoTime
+    updated_at: IsoTime
+
+
+class AgentList(BaseModel):
+    """Every agent, oldest first."""
+
+    agents: list[AgentOut] = Field(default_factory=list)
+
+
+def respond(model: type[BaseModel], data: Any, status: int = 200) -> Response:
+    """`data` shaped by `model` (so the answer matches the document), as JSON."""
+    response = jsonify(model.model_validate(data).model_dump(mode="json"))
+    response.status_code = status
+    return response
