@@ -15,6 +15,7 @@
 #   DUALMCP_TEST_REDIS_PORT   Redis port               (default 56379)
 #   DUALMCP_SERVICES_DIR      state directory          (default <repo>/.ci/.services)
 #   DUALMCP_SERVICES_TIMEOUT  seconds to wait for each service to answer (default 30)
+#   DUALMCP_SERVICES_DURABLE  1: keep PostgreSQL's durable defaults (for the benchmark)
 #
 # Missing binaries are installed with apt-get (Debian/Ubuntu).  PostgreSQL's
 # initdb refuses to run as root, so when we are root the server runs as the
@@ -196,17 +197,22 @@ pg_init() {
         socket_dirs=""
     fi
 
-    # Test-only settings: fast and forgetful. The port is passed at start time
-    # so DUALMCP_TEST_PG_PORT can change without re-initialising.
+    # Test-only settings: fast and forgetful, unless DUALMCP_SERVICES_DURABLE=1 (the
+    # benchmark: production durability, so nothing is turned off to look fast). The port is
+    # passed at start time so DUALMCP_TEST_PG_PORT can change without re-initialising.
+    local durability="fsync = off
+synchronous_commit = off
+full_page_writes = off"
+    if [[ "${DUALMCP_SERVICES_DURABLE:-0}" == 1 ]]; then
+        durability="# durable: PostgreSQL's defaults (fsync, synchronous_commit, full_page_writes on)"
+    fi
     as_pg tee -a "$data/postgresql.conf" >/dev/null <<EOF
 
 # --- dualmcp test settings (.ci/services.sh) ---
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$socket_dirs'
 max_connections = 200
-fsync = off
-synchronous_commit = off
-full_page_writes = off
+$durability
 EOF
 }
 

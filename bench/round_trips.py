@@ -55,12 +55,12 @@ def count_round_trips(database_url: str) -> dict[str, Any]:
     # Warm the definition cache, as a long-running worker has it.
     queue = list(started.to_publish)
     with make_http_client(settings) as http:
-        _, successors = execute_node(sessions, settings, http, queue.pop(0))
+        successors = execute_node(sessions, settings, http, queue.pop(0))
         queue.extend(successors)
         counts.clear()
         nodes = 0
         while queue:
-            _, successors = execute_node(sessions, settings, http, queue.pop(0))
+            successors = execute_node(sessions, settings, http, queue.pop(0))
             queue.extend(successors)
             nodes += 1
     engine.dispose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -130,9 +131,19 @@ class WorkflowDefinition(BaseModel):
         """`start` when given, else the first node (DESIGN.md)."""
         return self.start or self.nodes[0].id
 
+    @cached_property
+    def has_fan_out(self) -> bool:
+        """True when some node starts several successors at once (parallel branches)."""
+        return any(len(node.next_ids) > 1 for node in self.nodes)
+
+    @cached_property
+    def nodes_by_id(self) -> dict[str, NodeDefinition]:
+        """The nodes by id (the first of duplicates; validation refuses duplicates anyway)."""
+        by_id: dict[str, NodeDefinition] = {}
+        for node in self.nodes:
+            by_id.setdefault(node.id, node)
+        return by_id
+
     def node(self, node_id: str) -> NodeDefinition:
         """The node with this id; KeyError if none (validation guarantees it for stored ones)."""
-        for node in self.nodes:
-            if node.id == node_id:
-                return node
-        raise KeyError(node_id)
+        return self.nodes_by_id[node_id]

@@ -1,7 +1,7 @@
 """SQLAlchemy models for every table, and the session factory (never imports web or tasks)."""
 
 from app.models.base import Base, utcnow
-from app.models.session import make_engine, make_session_factory
+from app.models.session import make_claims_engine, make_engine, make_session_factory
 from app.models.tables import (
     AgentMCP,
     AgentMessage,
@@ -25,6 +25,7 @@ __all__ = [
     "Workflow",
     "WorkflowRun",
     "WorkflowVersion",
+    "make_claims_engine",
     "make_engine",
     "make_session_factory",
     "utcnow",

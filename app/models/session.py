@@ -13,7 +13,27 @@ def make_engine(database_url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_engine(database_url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # No pool_pre_ping: it costs a round trip on every checkout (two per node). After a
+    # PostgreSQL restart the first statement on a stale connection fails instead; SQLAlchemy
+    # then invalidates the whole pool, the web answers that request 503 + Retry-After, and a
+    # node task is retried by Celery (app/tasks/nodes.py), so nothing is lost.
+    return create_engine(database_url, pool_size=5, max_overflow=10, pool_recycle=3600)
+
+
+def make_claims_engine(database_url: str) -> Engine | None:
+    """An engine for lease claims on PostgreSQL: autocommit (no BEGIN/COMMIT round trips) and
+    `synchronous_commit=off` (no fsync wait). Safe only for writes a crash may lose without
+    harm; see app/workflows/execution.py lease_node. None on SQLite (claims use the main one)."""
+    if database_url.startswith("sqlite"):
+        return None
+    return create_engine(
+        database_url,
+        isolation_level="AUTOCOMMIT",
+        connect_args={"options": "-c synchronous_commit=off"},
+        pool_size=2,
+        max_overflow=10,
+        pool_recycle=3600,
+    )
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

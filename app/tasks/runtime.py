@@ -8,7 +8,7 @@ import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings, get_settings
-from app.models import make_engine, make_session_factory
+from app.models import make_claims_engine, make_engine, make_session_factory
 from app.safe_http import make_http_client
 
 
@@ -17,6 +17,8 @@ class Runtime:
     settings: Settings
     sessions: sessionmaker[Session]
     http: httpx.Client
+    #: Lease claims: autocommit, no fsync wait (None on SQLite: claims use `sessions`).
+    claims: sessionmaker[Session] | None = None
 
 
 _runtime: Runtime | None = None
@@ -31,8 +33,14 @@ def get_runtime() -> Runtime:
             settings=settings,
             sessions=make_session_factory(make_engine(settings.database_url)),
             http=make_http_client(settings),
+            claims=_claims_sessions(settings.database_url),
         )
     return _runtime
+
+
+def _claims_sessions(database_url: str) -> sessionmaker[Session] | None:
+    engine = make_claims_engine(database_url)
+    return make_session_factory(engine) if engine is not None else None
 
 
 def set_runtime(runtime: Runtime | None) -> None:

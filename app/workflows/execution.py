@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, case, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from app import drivers
 from app.config import Settings
 from app.engine import routing
 from app.engine.schema import WorkflowDefinition
@@ -38,6 +39,9 @@ class Lease:
     definition: WorkflowDefinition
     run_input: Any
     outputs: dict[str, Any] = field(default_factory=dict)
+    #: Every node's state as of the claim; None when unknown (then read again on completion).
+    #: Enough for routing a workflow without fan-out, where one node is in flight at a time.
+    states: dict[str, routing.NodeState] | None = None
 
     @property
     def node(self) -> Any:
@@ -69,18 +73,35 @@ def node_timeout_s(definition: WorkflowDefinition, node_id: str, settings: Setti
 
 
 def lease_node(session: Session, run_id: str, node_id: str, settings: Settings) -> Lease | None:
-    """Claim the node_run, or None when this message is a duplicate or the run is over."""
-    now = utcnow()
+    """Claim the node_run, or None when this message is a duplicate or the run is over.
+
+    Two statements and no transaction around them: one read (the run and its node states,
+    which give the definition and so the node's timeout), then the claim, one conditional
+    UPDATE. The caller may run this on a connection whose commits do not wait for fsync: a
+    claim lost in a crash leaves the node pending, the completion's fence then refuses the
+    stale attempt, and the sweeper publishes the node again (at-least-once, as promised).
+    """
     run_uuid = uuid.UUID(run_id)
-    run = session.execute(
-        update(WorkflowRun)
-        .where(WorkflowRun.run_id == run_uuid, WorkflowRun.status.in_(ACTIVE_RUN))
-        .values(status="running", started_at=func.coalesce(WorkflowRun.started_at, now))
-        .returning(WorkflowRun.workflow_id, WorkflowRun.workflow_version, WorkflowRun.input)
-    ).first()
-    if run is None:
+    rows = session.execute(
+        select(
+            WorkflowRun.workflow_id,
+            WorkflowRun.workflow_version,
+            WorkflowRun.input,
+            WorkflowRun.status.label("run_status"),
+            NodeRun.node_id,
+            NodeRun.status,
+            NodeRun.output,
+        )
+        .join(NodeRun, NodeRun.run_id == WorkflowRun.run_id)
+        .where(WorkflowRun.run_id == run_uuid)
+    ).all()
+    if not rows or rows[0].run_status not in ACTIVE_RUN:
         return None
+    run = rows[0]
     definition = get_definition(session, run.workflow_id, run.workflow_version)
+    if node_id not in definition.nodes_by_id:
+        return None
+    now = utcnow()
     lease_until = now + timedelta(
         seconds=node_timeout_s(definition, node_id, settings) + settings.lease_grace_s
     )
@@ -96,9 +117,14 @@ def lease_node(session: Session, run_id: str, node_id: str, settings: Settings) 
             NodeRun.redeliveries < settings.max_redeliveries,
         ),
     )
+    run_is_active = (
+        select(WorkflowRun.run_id)
+        .where(WorkflowRun.run_id == run_uuid, WorkflowRun.status.in_(ACTIVE_RUN))
+        .exists()
+    )
     claimed = session.execute(
         update(NodeRun)
-        .where(NodeRun.run_id == run_uuid, NodeRun.node_id == node_id, claimable)
+        .where(NodeRun.run_id == run_uuid, NodeRun.node_id == node_id, claimable, run_is_active)
         .values(
             redeliveries=NodeRun.redeliveries + case((NodeRun.status == "running", 1), else_=0),
             status="running",
@@ -110,14 +136,14 @@ def lease_node(session: Session, run_id: str, node_id: str, settings: Settings) 
     ).first()
     if claimed is None:
         return None
-    outputs: dict[str, Any] = {
-        row.node_id: row.output
-        for row in session.execute(
-            select(NodeRun.node_id, NodeRun.output).where(
-                NodeRun.run_id == run_uuid, NodeRun.status == "succeeded"
-            )
+    if run.run_status == "queued":  # the run's first node: the run starts now
+        session.execute(
+            update(WorkflowRun)
+            .where(WorkflowRun.run_id == run_uuid, WorkflowRun.status == "queued")
+            .values(status="running", started_at=now)
         )
-    }
+    states = {row.node_id: routing.NodeState(row.status, row.output) for row in rows}
+    states[node_id] = routing.NodeState("running")
     return Lease(
         run_id=run_id,
         node_id=node_id,
@@ -126,20 +152,52 @@ def lease_node(session: Session, run_id: str, node_id: str, settings: Settings) 
         workflow_id=run.workflow_id,
         definition=definition,
         run_input=run.input,
-        outputs=outputs,
+        outputs=_succeeded_outputs(states),
+        states=states,
     )
+
+
+def _succeeded_outputs(states: dict[str, routing.NodeState]) -> dict[str, Any]:
+    return {
+        node_id: state.output for node_id, state in states.items() if state.status == "succeeded"
+    }
+
+
+@dataclass
+class Completion:
+    """What a finished node leads to: messages to publish after commit, and control nodes this
+    worker already leased in the same transaction, to run right away (DESIGN.md Execution 7)."""
+
+    to_publish: list[NodeRef] = field(default_factory=list)
+    claimed: list[Lease] = field(default_factory=list)
 
 
 def complete_node(
-    session: Session, lease: Lease, outcome: Outcome, settings: Settings
-) -> list[NodeRef]:
-    """Record the outcome; route successors; close the run when it is done. One transaction."""
+    session: Session,
+    lease: Lease,
+    outcome: Outcome,
+    settings: Settings,
+    *,
+    claim_inline: bool = False,
+) -> Completion:
+    """Record the outcome; route successors; close the run when it is done. One transaction.
+
+    With `claim_inline`, successors whose driver is a pure control node are inserted already
+    leased to the caller instead of pending, which saves them a message and a lease round trip.
+    """
     now = utcnow()
     run_uuid = uuid.UUID(lease.run_id)
-    # Completions of one run are serialised on the run row, so a join sees every predecessor.
-    run_status = session.scalar(
-        select(WorkflowRun.status).where(WorkflowRun.run_id == run_uuid).with_for_update()
-    )
+    run_status = "running"
+    if lease.definition.has_fan_out:
+        # Parallel branches: completions of one run are serialised on the run row, so a join
+        # sees every predecessor and exactly one completion closes the run. A workflow without
+        # fan-out has one node in flight at a time and needs no lock.
+        run_status = (
+            session.scalar(
+                select(WorkflowRun.status).where(WorkflowRun.run_id == run_uuid).with_for_update()
+            )
+            or "cancelled"
+        )
     node = lease.definition.node(lease.node_id)
     failures = lease.attempt - lease.redeliveries
     retry = (
@@ -149,7 +207,7 @@ def complete_node(
         and run_status in ACTIVE_RUN
     )
     values: dict[str, Any] = {"lease_expires_at": None, "error": outcome.error}
-    to_publish: list[NodeRef] = []
+    completion = Completion()
     if retry:
         delay = routing.retry_delay_s(node.retry, failures, random.random())
         values.update(status="retrying", next_attempt_at=now + timedelta(seconds=delay))
@@ -157,7 +215,7 @@ def complete_node(
         # outlives the broker's visibility timeout.
         if delay <= min(60.0, settings.visibility_timeout / 2):
             values["published_at"] = now
-            to_publish.append(NodeRef(lease.run_id, lease.node_id, countdown=delay))
+            completion.to_publish.append(NodeRef(lease.run_id, lease.node_id, countdown=delay))
         else:
             values["published_at"] = None
     else:
@@ -177,40 +235,85 @@ def complete_node(
         .values(**values)
     )
     if fenced.rowcount == 0:  # type: ignore[attr-defined]
-        return []  # the lease was taken back (sweeper) and someone else owns the node now
+        return Completion()  # the lease was taken back (sweeper); someone else owns the node
     if retry or run_status not in ACTIVE_RUN:
-        return to_publish
-    return to_publish + _route(session, lease, now)
+        return completion
+    _route(
+        session, lease, settings, now, completion, claim_inline, values["status"], outcome.output
+    )
+    return completion
 
 
-def _route(session: Session, lease: Lease, now: datetime) -> list[NodeRef]:
+def _route(
+    session: Session,
+    lease: Lease,
+    settings: Settings,
+    now: datetime,
+    completion: Completion,
+    claim_inline: bool,
+    new_status: str,
+    output: Any,
+) -> None:
     run_uuid = uuid.UUID(lease.run_id)
     definition = lease.definition
-    states = {
-        row.node_id: routing.NodeState(row.status, row.output)
-        for row in session.execute(
-            select(NodeRun.node_id, NodeRun.status, NodeRun.output).where(
-                NodeRun.run_id == run_uuid
+    if lease.states is not None and not definition.has_fan_out:
+        states = dict(lease.states)  # one node in flight: nothing changed since the claim
+        states[lease.node_id] = routing.NodeState(new_status, output)
+    else:
+        states = {
+            row.node_id: routing.NodeState(row.status, row.output)
+            for row in session.execute(
+                select(NodeRun.node_id, NodeRun.status, NodeRun.output).where(
+                    NodeRun.run_id == run_uuid
+                )
             )
-        )
-    }
+        }
     decision = routing.advance(definition, states)
-    rows = [
-        _new_node_run(run_uuid, definition, node_id, "pending", now) for node_id in decision.to_run
-    ]
-    rows += [
-        _new_node_run(run_uuid, definition, node_id, "skipped", now) for node_id in decision.to_skip
-    ]
+    claimed = [n for n in decision.to_run if claim_inline and _is_control_node(definition, n)]
+    rows = [_new_node_run(run_uuid, definition, n, "skipped", now) for n in decision.to_skip]
+    rows += [_new_node_run(run_uuid, definition, n, "pending", now) for n in decision.to_run]
+    for row in rows:
+        if row["node_id"] in claimed:
+            timeout_s = node_timeout_s(definition, row["node_id"], settings)
+            row.update(
+                status="running",
+                attempt=1,
+                started_at=now,
+                lease_expires_at=now + timedelta(seconds=timeout_s + settings.lease_grace_s),
+            )
+        states[row["node_id"]] = routing.NodeState(row["status"])
     if rows:
         session.execute(insert(NodeRun), rows)
-    for row in rows:
-        states[row["node_id"]] = routing.NodeState(row["status"])
     finished = routing.run_outcome(definition, states)
     if finished is not None:
         _finish_run(session, run_uuid, definition, states, finished, now)
         if finished == "failed":
-            return []
-    return [NodeRef(lease.run_id, node_id) for node_id in decision.to_run]
+            return
+    outputs = _succeeded_outputs(states)
+    for node_id in decision.to_run:
+        if node_id in claimed:
+            completion.claimed.append(
+                Lease(
+                    run_id=lease.run_id,
+                    node_id=node_id,
+                    attempt=1,
+                    redeliveries=0,
+                    workflow_id=lease.workflow_id,
+                    definition=definition,
+                    run_input=lease.run_input,
+                    outputs=outputs,
+                    states=dict(states),
+                )
+            )
+        else:
+            completion.to_publish.append(NodeRef(lease.run_id, node_id))
+
+
+def _is_control_node(definition: WorkflowDefinition, node_id: str) -> bool:
+    try:
+        return drivers.get_driver(definition.node(node_id).type).inline
+    except drivers.UnknownDriver:
+        return False
 
 
 def _new_node_run(
@@ -254,7 +357,7 @@ def _finish_run(
         )
     session.execute(
         update(WorkflowRun)
-        .where(WorkflowRun.run_id == run_uuid)
+        .where(WorkflowRun.run_id == run_uuid, WorkflowRun.status.in_(ACTIVE_RUN))
         .values(status=status, finished_at=now, error=error)
     )
 

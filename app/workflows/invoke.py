@@ -107,14 +107,28 @@ def deadline(seconds: float) -> Iterator[None]:
 
 
 def execute_node(
-    sessions: sessionmaker[Session], settings: Settings, http: httpx.Client, ref: NodeRef
-) -> tuple[Lease | None, list[NodeRef]]:
-    """One node, end to end: lease (one transaction), driver (no session), complete (one
-    transaction). Returns the lease (None for a dropped duplicate) and the refs to publish."""
-    with sessions.begin() as session:
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    http: httpx.Client,
+    ref: NodeRef,
+    *,
+    claims: sessionmaker[Session] | None = None,
+) -> list[NodeRef]:
+    """Run one node end to end, then the control nodes its completion leased to us.
+
+    Each node: lease (on `claims` when given: app/models/session.py make_claims_engine), driver
+    (no session open), complete (one durable transaction). Returns what to publish, after
+    every commit. A duplicate message claims nothing and returns nothing.
+    """
+    with (claims or sessions).begin() as session:
         lease = lease_node(session, ref.run_id, ref.node_id, settings)
-    if lease is None:
-        return None, []
-    outcome = invoke_driver(lease, settings, http)
-    with sessions.begin() as session:
-        return lease, complete_node(session, lease, outcome, settings)
+    leases = [lease] if lease is not None else []
+    to_publish: list[NodeRef] = []
+    while leases:
+        current = leases.pop(0)
+        outcome = invoke_driver(current, settings, http)
+        with sessions.begin() as session:
+            completion = complete_node(session, current, outcome, settings, claim_inline=True)
+        to_publish += completion.to_publish
+        leases += completion.claimed
+    return to_publish

@@ -90,5 +90,5 @@ def _fail_exhausted_leases(session: Session, settings: Settings) -> list[NodeRef
             run_input=row.input,
         )
         lost = Outcome(succeeded=False, error=f"worker lost {row.redeliveries + 1} times")
-        to_publish += complete_node(session, lease, lost, settings)
+        to_publish += complete_node(session, lease, lost, settings).to_publish
     return to_publish

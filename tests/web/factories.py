@@ -74,6 +74,6 @@ def drive(
         for _ in range(limit):
             if not queue:
                 return
-            _, successors = execute_node(sessions, settings, http, queue.pop(0))
+            successors = execute_node(sessions, settings, http, queue.pop(0))
             queue.extend(successors)
     raise AssertionError("the run did not settle")

@@ -62,7 +62,7 @@ class Driver:
         for _ in range(limit):
             if not self.queue:
                 return
-            _, successors = execute_node(self.sessions, self.settings, self.http, self.queue.pop(0))
+            successors = execute_node(self.sessions, self.settings, self.http, self.queue.pop(0))
             self.queue.extend(successors)
         raise AssertionError("the run did not settle")
 

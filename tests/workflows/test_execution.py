@@ -93,7 +93,8 @@ def test_a_completion_after_the_lease_was_taken_back_is_fenced(
     assert first is not None and second is not None and second.attempt == 2
 
     with sessions.begin() as session:
-        assert complete_node(session, first, Outcome(True, {"by": "first"}), settings) == []
+        completion = complete_node(session, first, Outcome(True, {"by": "first"}), settings)
+        assert completion.to_publish == [] and completion.claimed == []
     with sessions.begin() as session:
         complete_node(session, second, Outcome(True, {"by": "second"}), settings)
     with sessions() as session:
