@@ -8,7 +8,7 @@
 #   make test      install + services + lint + pytest, then stop services
 #                  (extra pytest args: make test PYTEST_ARGS='-k foo -x')
 #   make run       dualmcp standalone --demo
-#   make bench     python -m bench
+#   make bench     python -m bench (extra args: make bench BENCH_ARGS=--quick)
 #   make clean     stop services, remove venv, state and caches
 
 VENV   ?= .venv
@@ -56,9 +56,11 @@ run: install
 	$(VENV)/bin/dualmcp standalone --demo
 
 bench: install
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	-.ci/services.sh clean
-	rm -rf $(VENV) .ci/.services *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	-DUALMCP_SERVICES_DIR=$(CURDIR)/.ci/.services-bench/services DUALMCP_TEST_PG_PORT=55532 \
+	  DUALMCP_TEST_REDIS_PORT=56479 .ci/services.sh clean
+	rm -rf $(VENV) .ci/.services .ci/.services-bench *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

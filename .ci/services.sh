@@ -6,6 +6,8 @@
 #   .ci/services.sh env      print the export lines for DATABASE_URL / REDIS_URL
 #   .ci/services.sh status   say what is running
 #   .ci/services.sh clean    stop, then delete all state
+#   .ci/services.sh tools    install the other tools the suite runs (docker-compose)
+#   .ci/services.sh restart postgres|redis   stop and start one of them (fault tests)
 #
 # Both listen on 127.0.0.1 only, on non-default ports so they never clash with a
 # system PostgreSQL/Redis.  Everything lives in a state directory (default
@@ -358,6 +360,18 @@ wait_for() {
     done
 }
 
+cmd_restart() {
+    case "${1:-}" in
+        postgres) pg_stop; pg_start ;;
+        redis)    redis_stop; redis_start ;;
+        *)        usage ;;
+    esac
+}
+
+cmd_tools() {
+    command -v docker-compose >/dev/null || apt_install docker-compose
+}
+
 cmd_env() {
     echo "export DATABASE_URL=postgresql+psycopg://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$DB_NAME"
     echo "export REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
@@ -395,7 +409,7 @@ cmd_clean() {
 }
 
 usage() {
-    echo "usage: $0 {start|stop|env|status|clean}" >&2
+    echo "usage: $0 {start|stop|env|status|clean|tools|restart postgres|restart redis}" >&2
     exit 2
 }
 
@@ -405,5 +419,7 @@ case "${1:-}" in
     env)    cmd_env ;;
     status) cmd_status ;;
     clean)  cmd_clean ;;
+    tools)  cmd_tools ;;
+    restart) cmd_restart "${2:-}" ;;
     *)      usage ;;
 esac

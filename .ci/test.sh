@@ -19,6 +19,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 "$SERVICES" start
+# tests/deploy check docker-compose.yml with Debian's docker-compose (no Docker engine needed).
+"$SERVICES" tools
 # DATABASE_URL and REDIS_URL for the services we just started.
 eval "$("$SERVICES" env)"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -20,6 +21,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     create = keys_commands.add_parser("create", help="store a new API key and print it once")
     create.add_argument("--scope", choices=["admin", "read"], required=True)
     create.add_argument("--name", default="", help="what the key is for")
+    keys_commands.add_parser(
+        "new-encryption-key", help="print a new Fernet key for DUALMCP_ENCRYPTION_KEY"
+    )
+    keys_commands.add_parser(
+        "rotate-encryption",
+        help="re-encrypt every stored credential with the first key of DUALMCP_ENCRYPTION_KEY",
+    )
     standalone = commands.add_parser(
         "standalone", help="web + worker in one process: SQLite, in-memory broker, no services"
     )
@@ -28,6 +36,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     standalone.add_argument(
         "--demo", action="store_true", help="create a sample workflow, fire it, print the run"
     )
+    health = commands.add_parser(
+        "healthcheck", help="exit 0 when this container's process is healthy (the HEALTHCHECK)"
+    )
+    health.add_argument(
+        "--role",
+        choices=["web", "worker", "beat"],
+        default=os.environ.get("DUALMCP_ROLE", "web"),
+        help="what the container runs (default: DUALMCP_ROLE, else web)",
+    )
+    health.add_argument("--port", type=int, default=8000, help="the web's port")
     args = parser.parse_args(argv)
 
     if args.command == "db" and args.db_command == "upgrade":
@@ -38,11 +56,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "keys" and args.keys_command == "create":
         return _create_key(args.scope, args.name)
+    if args.command == "keys" and args.keys_command == "new-encryption-key":
+        from app.credentials.crypto import new_key
+
+        print(new_key())
+        return 0
+    if args.command == "keys" and args.keys_command == "rotate-encryption":
+        return _rotate_encryption()
     if args.command == "standalone":
         from app import standalone as standalone_mode
 
         standalone_mode.run(host=args.host, port=args.port, demo=args.demo)
         return 0
+    if args.command == "healthcheck":
+        # A short-lived process every 30 s: its metric files would pile up in the directory.
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        from app.healthcheck import check
+
+        problem = check(args.role, args.port)
+        print(f"{args.role}: {problem or 'healthy'}")
+        return 1 if problem else 0
     parser.error(f"unknown command {args.command}")
     return 2
 
@@ -56,6 +89,31 @@ def _create_key(scope: str, name: str) -> int:
         key = create_key(session, scope, name)  # type: ignore[arg-type]
     engine.dispose()
     print(key)
+    return 0
+
+
+def _rotate_encryption() -> int:
+    """All or nothing: one transaction; a credential no key decrypts stops it, named."""
+    from app.credentials import (
+        CannotDecrypt,
+        EncryptionNotConfigured,
+        cipher_for,
+        rotate_credentials,
+    )
+    from app.models import make_engine, make_session_factory
+
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    try:
+        cipher = cipher_for(settings)
+        with make_session_factory(engine).begin() as session:
+            count = rotate_credentials(session, cipher)
+    except (CannotDecrypt, EncryptionNotConfigured) as exc:
+        print(f"nothing re-encrypted: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(f"re-encrypted {count} credential(s) with the first key of DUALMCP_ENCRYPTION_KEY")
     return 0
 
 

@@ -7,8 +7,9 @@ of outside services keep their usual names (DATABASE_URL, REDIS_URL, SMTP_URL, .
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,22 +40,103 @@ class Settings(BaseSettings):
     )
     #: Seconds before the Redis broker hands an unacknowledged message to another worker.
     visibility_timeout: int = Field(3600, validation_alias=_env("DUALMCP_VISIBILITY_TIMEOUT"))
-    #: Admission control: queued node messages past which new runs are refused (front end).
-    max_queue_depth: int = Field(10_000, validation_alias=_env("DUALMCP_MAX_QUEUE_DEPTH"))
+    #: Admission control: queued node messages past which new runs are refused (front end);
+    #: about sustained runs/s x the queueing delay you accept.
+    max_queue_depth: int = Field(200, validation_alias=_env("DUALMCP_MAX_QUEUE_DEPTH"))
     #: Node timeout when a node names none, in seconds.
     default_node_timeout_s: float = Field(300.0, validation_alias=_env("DUALMCP_NODE_TIMEOUT_S"))
     #: A lease lasts the node's timeout plus this grace, in seconds.
     lease_grace_s: float = Field(30.0, validation_alias=_env("DUALMCP_LEASE_GRACE_S"))
     #: How often beat runs the sweeper, in seconds.
     sweep_interval_s: float = Field(5.0, validation_alias=_env("DUALMCP_SWEEP_INTERVAL_S"))
-    #: A pending node not picked up within this many seconds is published again.
-    pending_republish_s: float = Field(10.0, validation_alias=_env("DUALMCP_PENDING_REPUBLISH_S"))
+    #: A pending node not picked up within this many seconds is published again: the backstop
+    #: for a message lost in the broker. Long, because under a backlog a queued message is merely
+    #: late, and republishing it would duplicate the backlog; a failed publish is marked
+    #: (published_at NULL) and republished on the next sweep instead.
+    pending_republish_s: float = Field(120.0, validation_alias=_env("DUALMCP_PENDING_REPUBLISH_S"))
     #: How many times a node may lose its worker before the run fails (celery#9082).
     max_redeliveries: int = Field(3, validation_alias=_env("DUALMCP_MAX_REDELIVERIES"))
+
+    # Operations (README: Run it in production).
+    #: `json` (one object per line, for log shippers) or `text` (for people).
+    log_format: Literal["json", "text"] = Field("text", validation_alias=_env("DUALMCP_LOG_FORMAT"))
+    #: The root log level of web, worker and beat (a worker's --loglevel wins).
+    log_level: str = Field("INFO", validation_alias=_env("DUALMCP_LOG_LEVEL"))
+    #: How often beat looks for due `schedule` triggers, in seconds.
+    schedule_interval_s: float = Field(
+        10.0, gt=0, validation_alias=_env("DUALMCP_SCHEDULE_INTERVAL_S")
+    )
+    #: Seconds a SIGTERMed worker lets its running nodes finish before handing them back
+    #: (Celery's worker_soft_shutdown_timeout); keep the stop grace period above it.
+    soft_shutdown_timeout_s: float = Field(
+        60.0, ge=0, validation_alias=_env("DUALMCP_SOFT_SHUTDOWN_TIMEOUT_S")
+    )
+    #: Port on which a worker serves /metrics (0: off); its prefork children's metrics are
+    #: included when PROMETHEUS_MULTIPROC_DIR is set.
+    worker_metrics_port: int = Field(0, ge=0, validation_alias=_env("DUALMCP_WORKER_METRICS_PORT"))
+    #: Address the worker's metrics port listens on.
+    worker_metrics_addr: str = Field(
+        "0.0.0.0", validation_alias=_env("DUALMCP_WORKER_METRICS_ADDR")
+    )
+
+    # Agents and LLM providers (DESIGN.md: Agents). Keys are SecretStr: never printed or logged.
+    #: The OpenAI key; an agent whose llm_config names a base_url may do without one.
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    #: Any OpenAI-compatible server (set by ops, so not SSRF-checked); empty means api.openai.com.
+    openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
+    anthropic_api_key: SecretStr | None = Field(None, validation_alias=_env("ANTHROPIC_API_KEY"))
+    anthropic_base_url: str | None = Field(None, validation_alias=_env("ANTHROPIC_BASE_URL"))
+    #: Seconds one LLM request may take (each attempt).
+    llm_timeout_s: float = Field(60.0, gt=0, validation_alias=_env("DUALMCP_LLM_TIMEOUT_S"))
+    #: Retries of a 429, 5xx, timeout or connection error, with exponential backoff (the SDKs').
+    llm_max_retries: int = Field(3, ge=0, validation_alias=_env("DUALMCP_LLM_MAX_RETRIES"))
+    #: The cache of agent configs and memory: empty means REDIS_URL; `memory://` is in-process
+    #: (standalone mode without Redis).
+    cache_url: str | None = Field(None, validation_alias=_env("DUALMCP_CACHE_URL"))
+    #: Whole turns (a message and its reply) an agent remembers verbatim per session; older
+    #: turns are folded into the session's rolling summary.
+    agent_memory_turns: int = Field(10, ge=1, validation_alias=_env("DUALMCP_AGENT_MEMORY_TURNS"))
+    #: Seconds a session's cached memory lives in Redis after its last use (PostgreSQL keeps it).
+    agent_memory_ttl_s: int = Field(
+        86_400, ge=1, validation_alias=_env("DUALMCP_AGENT_MEMORY_TTL_S")
+    )
+    #: Seconds an agent's config stays cached (updates and deletes invalidate it at once).
+    agent_config_ttl_s: int = Field(300, ge=1, validation_alias=_env("DUALMCP_AGENT_CONFIG_TTL_S"))
+    #: Seconds POST /api/mcp/process waits for the worker before answering 202 with a status URL.
+    agent_reply_wait_s: float = Field(
+        30.0, ge=0, validation_alias=_env("DUALMCP_AGENT_REPLY_WAIT_S")
+    )
+    #: Where the agent task's replies wait for the front end (Celery result backend; REDIS_URL
+    #: when empty). Node tasks store no results: PostgreSQL has them.
+    celery_result_backend: str | None = Field(None, validation_alias=_env("CELERY_RESULT_BACKEND"))
+
+    # Messaging and credentials (README: Email, SMS and the outbox; Credentials). Secrets are
+    # SecretStr: never printed or logged. With neither SMTP_URL nor TWILIO_* set, email and SMS
+    # nodes store their messages in the outbox (GET /api/outbox) instead of sending them.
+    #: Fernet keys, comma-separated: the first encrypts, every one decrypts (rotation).
+    encryption_key: SecretStr | None = Field(None, validation_alias=_env("DUALMCP_ENCRYPTION_KEY"))
+    #: smtp://user:pass@host:port (STARTTLS when the server offers it) or smtps:// (TLS).
+    smtp_url: SecretStr | None = Field(None, validation_alias=_env("SMTP_URL"))
+    #: The sender of every email (From), e.g. `Sales <sales@example.com>`.
+    smtp_from: str | None = Field(None, validation_alias=_env("SMTP_FROM"))
+    twilio_account_sid: str | None = Field(None, validation_alias=_env("TWILIO_ACCOUNT_SID"))
+    twilio_auth_token: SecretStr | None = Field(None, validation_alias=_env("TWILIO_AUTH_TOKEN"))
+    #: The sender of SMS messages (E.164) when a node names none.
+    twilio_from_number: str | None = Field(None, validation_alias=_env("TWILIO_FROM_NUMBER"))
+    #: A Twilio-compatible server (set by ops, so trusted); empty means https://api.twilio.com.
+    twilio_api_base: str | None = Field(None, validation_alias=_env("TWILIO_API_BASE"))
 
     @property
     def broker_url(self) -> str:
         return self.celery_broker_url or self.redis_url
+
+    @property
+    def result_backend_url(self) -> str:
+        return self.celery_result_backend or self.redis_url
+
+    @property
+    def memory_cache_url(self) -> str:
+        return self.cache_url or self.redis_url
 
     @property
     def is_postgres(self) -> bool:

@@ -1,7 +1,10 @@
-"""`dualmcp standalone --demo`: a sample agent and workflow, fired by a signed trigger, printed.
+"""`dualmcp standalone --demo`: the seed's sales-lead automation, fired, and its run printed.
 
-Everything goes through the public HTTP API, exactly as a user's curl would, so the demo is
-also a smoke test of the front end, the worker and the sweeper.
+Everything goes through the public HTTP API, exactly as a user's curl would (the agent, the
+workflow, its credentials, the trigger, the run, the outbox), so the demo is also a smoke test
+of the front end, the worker and the sweeper. Nothing leaves the machine: the CRM and the sales
+team's webhook are this process's demo endpoints, the LLM nodes answer with the offline echo
+provider and the email and the SMS go to the outbox (app/standalone.py sees to that).
 """
 
 from __future__ import annotations
@@ -16,61 +19,27 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from standardwebhooks import Webhook
 
+from app.examples import SALES_LEAD, SALES_LEAD_AGENT_ID, load_example
+
 if TYPE_CHECKING:
     from app.standalone import StandaloneConfig
 
-DEMO_WORKFLOW_ID = "demo-lead"
-DEMO_AGENT_ID = "sales-assistant"
+DEMO_WORKFLOW_ID = "sales-lead"
+DEMO_AGENT_ID = SALES_LEAD_AGENT_ID
+#: Lead 42 of the demo CRM is hot (score 91): every node runs, the SMS included.
+DEMO_LEAD_ID = "42"
+OUTPUT_WIDTH = 72
 
 
 def demo_workflow(base_url: str, secret: str) -> dict[str, Any]:
-    """A lead arrives, the CRM is asked about it, hot and cold leads part ways, then join."""
-    return {
-        "workflow_id": DEMO_WORKFLOW_ID,
-        "agent_id": DEMO_AGENT_ID,
-        "name": "Demo: score a new lead",
-        "trigger": {"type": "webhook", "scheme": "standard", "secrets": [secret]},
-        "nodes": [
-            {
-                "id": "fetch",
-                "type": "data_fetch",
-                "params": {"url": base_url + "/api/demo/crm/leads/{{ trigger.lead_id }}"},
-                "next": "check",
-                "retry": {"max_attempts": 3, "backoff_s": 0.5},
-                "timeout_s": 10,
-            },
-            {
-                "id": "check",
-                "type": "conditional",
-                "params": {"condition": "nodes.fetch.json.score >= 80"},
-                "then": "hot",
-                "else": "cold",
-            },
-            {
-                "id": "hot",
-                "type": "transform",
-                "params": {"values": {"tier": "hot", "note": "Call {{ nodes.fetch.json.name }}"}},
-                "next": "summary",
-            },
-            {
-                "id": "cold",
-                "type": "transform",
-                "params": {"values": {"tier": "cold", "note": "Add to the newsletter"}},
-                "next": "summary",
-            },
-            {
-                "id": "summary",
-                "type": "transform",
-                "params": {
-                    "values": {
-                        "lead": "{{ nodes.fetch.json.name }}",
-                        "score": "{{ nodes.fetch.json.score }}",
-                        "tier": "{{ (nodes.hot or nodes.cold).tier }}",
-                    }
-                },
-            },
-        ],
-    }
+    """The seed's sales-lead automation (app/examples/sales_lead.json) wired to this process:
+    its CRM and the sales team's webhook are the demo endpoints (app/web/demo.py)."""
+    return load_example(
+        SALES_LEAD,
+        crm_url=base_url + "/api/demo/crm",
+        notify_url=base_url + "/api/demo/sales-team",
+        trigger_secret=secret,
+    )
 
 
 def new_webhook_secret() -> str:
@@ -92,10 +61,12 @@ def signed_headers(secret: str, body: str) -> dict[str, str]:
 def run_demo(config: StandaloneConfig) -> None:
     """Set up, fire, wait, print. Errors are printed, never raised: the server keeps serving."""
     try:
-        with httpx.Client(base_url=config.url, timeout=10) as client:
+        with httpx.Client(base_url=config.url, timeout=30) as client:
             _wait_until_up(client)
             run = _fire_and_wait(client, config)
-        print_run(run)
+            print_run(run)
+            print_outbox(client, config, run["run_id"])
+            _converse(client, config)
         print(_tour(config))
     except Exception as exc:
         print(f"demo failed: {type(exc).__name__}: {exc}")
@@ -119,7 +90,18 @@ def _fire_and_wait(client: httpx.Client, config: StandaloneConfig) -> dict[str, 
         headers=admin,
     )
     saved.raise_for_status()
-    body = json.dumps({"lead_id": "42", "source": "demo"})
+    # The sample names its secrets; they are stored encrypted and never shown again.
+    for name, value in (
+        ("crm-token", "demo-crm-" + secrets.token_hex(8)),
+        ("sales-webhook", new_webhook_secret()),
+    ):
+        stored = client.put(
+            f"/api/workflows/{DEMO_WORKFLOW_ID}/credentials/{name}",
+            json={"value": value},
+            headers=admin,
+        )
+        stored.raise_for_status()
+    body = json.dumps({"lead_id": DEMO_LEAD_ID, "source": "demo"})
     fired = client.post(
         f"/api/triggers/webhook/{DEMO_WORKFLOW_ID}",
         content=body,
@@ -127,7 +109,9 @@ def _fire_and_wait(client: httpx.Client, config: StandaloneConfig) -> dict[str, 
     )
     fired.raise_for_status()
     run_id = fired.json()["run_id"]
-    print(f"fired a signed trigger at {DEMO_WORKFLOW_ID}: run {run_id}")
+    print(
+        f"fired a signed new-lead webhook at {DEMO_WORKFLOW_ID} (lead {DEMO_LEAD_ID}): run {run_id}"
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         run: dict[str, Any] = client.get(f"/api/runs/{run_id}", headers=admin).json()
@@ -137,16 +121,67 @@ def _fire_and_wait(client: httpx.Client, config: StandaloneConfig) -> dict[str, 
     raise TimeoutError(f"run {run_id} did not finish in 30 s")
 
 
+def _converse(client: httpx.Client, config: StandaloneConfig) -> None:
+    """One message to the demo agent over POST /api/mcp/process, as a chat client would."""
+    admin = {"Authorization": f"Bearer {config.admin_key}"}
+    message = {"agent_id": DEMO_AGENT_ID, "session_id": "demo", "message": "Who are you?"}
+    answer = client.post("/api/mcp/process", json=message, headers=admin)
+    answer.raise_for_status()
+    reply = answer.json()
+    print(f"agent {DEMO_AGENT_ID} (session demo, {reply['memory_size']} messages stored):")
+    print(f"  {reply['reply']}")
+
+
 def print_run(run: dict[str, Any]) -> None:
     print(f"run {run['run_id']}: {run['status']}" + (f" ({run['error']})" if run["error"] else ""))
-    print(f"  {'node':<10} {'type':<12} {'status':<10} {'ms':>8}  output")
+    print(f"  {'node':<12} {'type':<22} {'status':<10} {'ms':>8}  output")
     for node in run["nodes"]:
-        output = json.dumps(node["output"]) if node["output"] is not None else ""
-        if len(output) > 60:
-            output = output[:57] + "..."
         duration = f"{node['duration_ms']:.1f}" if node["duration_ms"] is not None else "-"
         name, kind, status = node["node_id"], node["type"], node["status"]
-        print(f"  {name:<10} {kind:<12} {status:<10} {duration:>8}  {output}")
+        print(f"  {name:<12} {kind:<22} {status:<10} {duration:>8}  {short_output(node)}")
+
+
+def short_output(node: dict[str, Any]) -> str:
+    """One line saying what the node did: the backend and id of a message, the text of an LLM
+    node, the branch of a conditional, the status of an HTTP call."""
+    output = node["output"]
+    if node["error"]:
+        text = f"error: {node['error']}"
+    elif not isinstance(output, dict):
+        text = "" if output is None else json.dumps(output)
+    elif "backend" in output:  # email, SMS, webhook
+        to, status = output.get("to"), output.get("status")
+        parts = [output["backend"]]
+        if to:
+            parts.append("to " + (", ".join(to) if isinstance(to, list) else str(to)))
+        if isinstance(status, int):
+            parts.append(f"HTTP {status}")
+        text = " ".join([*parts, f"id {output['id']}"])
+    elif "json" in output and "headers" in output:  # http_request, data_fetch
+        text = f"HTTP {output['status']} {json.dumps(output['json'])}"
+    elif "text" in output:  # LLM nodes
+        text = f"{output.get('provider')}: {output['text']}"
+    elif "branch" in output:  # conditional
+        text = f"{output['branch']} ({output['result']})"
+    else:
+        text = json.dumps(output)
+    text = " ".join(text.split())
+    return text if len(text) <= OUTPUT_WIDTH else text[: OUTPUT_WIDTH - 3] + "..."
+
+
+def print_outbox(client: httpx.Client, config: StandaloneConfig, run_id: str) -> None:
+    """What the email and SMS nodes stored instead of sending (GET /api/outbox)."""
+    admin = {"Authorization": f"Bearer {config.admin_key}"}
+    answer = client.get("/api/outbox", params={"run_id": run_id}, headers=admin)
+    answer.raise_for_status()
+    messages = answer.json()["messages"][::-1]  # oldest first, in the order they were "sent"
+    print(f"outbox of run {run_id} ({len(messages)} messages; nothing left this machine):")
+    for item in messages:
+        message = item["message"]
+        to = ", ".join(message["to"]) if isinstance(message["to"], list) else message["to"]
+        about = message.get("subject") or message.get("body", "")
+        line = f"  {item['channel']:<6} to {to}: {about}"
+        print(line if len(line) <= OUTPUT_WIDTH + 20 else line[: OUTPUT_WIDTH + 17] + "...")
 
 
 def _wait_until_up(client: httpx.Client) -> None:
@@ -165,6 +200,9 @@ def _tour(config: StandaloneConfig) -> str:
     return (
         "\nTry it (README.md has the tour):\n"
         f"  curl -H 'Authorization: Bearer {config.admin_key}' {config.url}/api/runs\n"
+        f"  curl -H 'Authorization: Bearer {config.admin_key}' {config.url}/api/outbox\n"
+        f"  curl -H 'Authorization: Bearer {config.admin_key}' "
+        f"'{config.url}/api/agents/{DEMO_AGENT_ID}/memory?session_id=demo'\n"
         f"  curl {config.url}/api/openapi.json\n"
         "Serving; Ctrl-C stops."
     )

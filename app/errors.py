@@ -1,15 +1,17 @@
 """The project's exceptions, in one tree so callers can catch at the level they mean.
 
-   DualMCPError
-    ├── DefinitionInvalid        a workflow definition failed validation (carries every problem)
-    ├── NotFound                 a workflow, run or agent id that does not exist
-├── Conflict                 the request contradicts the stored state (a paused workflow, ...)
-    ├── TemplateError            a template or condition could not be rendered
-    └── DriverError              a node's driver could not do its job
-         ├── RetryableDriverError   worth another attempt under the node's retry policy
-         │    └── NodeTimeout           the node ran past its timeout_s
-         └── PermanentDriverError   another attempt would fail the same way
-              └── BlockedDestination    the SSRF guard refused an address
+DualMCPError
+ ├── DefinitionInvalid        a workflow definition failed validation (carries every problem)
+ ├── NotFound                 a workflow, run or agent id that does not exist
+ ├── Conflict                 the request contradicts the stored state (a paused workflow, ...)
+ ├── TemplateError            a template or condition could not be rendered
+ └── DriverError              a node's driver could not do its job
+      ├── RetryableDriverError   worth another attempt under the node's retry policy
+      │    ├── NodeTimeout           the node ran past its timeout_s
+      │    └── LLMUnavailable        an LLM provider kept failing (429, 5xx, timeout)
+      └── PermanentDriverError   another attempt would fail the same way
+           ├── BlockedDestination    the SSRF guard refused an address
+           └── LLMRequestFailed      an LLM provider refused the request (key, model, ...)
 """
 
 from __future__ import annotations
@@ -59,3 +61,11 @@ class PermanentDriverError(DriverError):
 
 class BlockedDestination(PermanentDriverError):
     """The SSRF guard refused a URL: private, loopback or metadata address not allowlisted."""
+
+
+class LLMUnavailable(RetryableDriverError):
+    """An LLM provider answered 429 or 5xx, or timed out, on every attempt; try again later."""
+
+
+class LLMRequestFailed(PermanentDriverError):
+    """An LLM provider refused the request (bad key, unknown model) or is not configured."""

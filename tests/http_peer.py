@@ -14,6 +14,7 @@ import contextlib
 import json as jsonlib
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -26,6 +27,8 @@ class Reply:
 
     status: int = 200
     json: Any = None
+    #: Builds the JSON answer from the request (a server that speaks a protocol, not a canned one).
+    json_from: Callable[[RecordedRequest], Any] | None = None
     body: bytes | str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     #: Seconds to wait before answering (interrupted when the peer closes).
@@ -65,7 +68,9 @@ class HttpPeer:
         self._connections: set[socket.socket] = set()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = False  # server_close() joins the handlers
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     @property
@@ -130,11 +135,14 @@ class HttpPeer:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {name.lower(): value for name, value in self.headers.items()}
-                reply, status = peer._answer(
-                    RecordedRequest(self.command, self.path, headers, body)
-                )
+                recorded = RecordedRequest(self.command, self.path, headers, body)
+                reply, status = peer._answer(recorded)
                 if reply.delay_s and peer._stopping.wait(reply.delay_s):
                     return
+                if reply.json_from is not None and status == reply.status:
+                    reply = Reply(
+                        status=status, json=reply.json_from(recorded), headers=reply.headers
+                    )
                 payload, content_type = _encode(reply)
                 self.send_response(status)
                 if "content-type" not in {name.lower() for name in reply.headers}:

@@ -67,14 +67,58 @@ def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]
             process.wait(timeout=5)
 
 
+SAMPLE_NODES = [
+    ("fetch", "data_fetch"),
+    ("analyze", "mcp_llm"),
+    ("write_email", "ai_content_generation"),
+    ("email", "email_send"),
+    ("check", "conditional"),
+    ("sms", "twilio_sms"),
+    ("notify", "webhook"),
+]
+
+
 def test_demo_prints_the_url_the_key_and_a_succeeded_run(standalone: Standalone) -> None:
     printed = standalone.wait_for_output("Serving; Ctrl-C stops.")
     assert standalone.url in printed
     assert f"admin API key: {ADMIN_KEY}" in printed
-    assert "succeeded" in printed
-    for node_id in ("fetch", "check", "hot", "cold", "summary"):
-        assert f"  {node_id} " in printed
-    assert "skipped" in printed  # lead 42 is hot: the cold branch is skipped
+    assert "demo: offline (LLM nodes: echo provider; email and SMS: the outbox)" in printed
+    assert "fired a signed new-lead webhook at sales-lead (lead 42)" in printed
+    assert "demo failed" not in printed
+
+
+def test_demo_runs_the_sales_lead_sample_and_prints_every_node(standalone: Standalone) -> None:
+    printed = standalone.wait_for_output("Serving; Ctrl-C stops.")
+    run_line = next(line for line in printed.splitlines() if line.startswith("run "))
+    assert run_line.endswith(": succeeded"), printed
+    rows = {
+        line.split()[0]: line
+        for line in printed.splitlines()
+        if line.startswith("  ") and tuple(line.split()[:2]) in SAMPLE_NODES
+    }
+    assert list(rows) == [node_id for node_id, _ in SAMPLE_NODES]  # in definition order
+    for node_id, node_type in SAMPLE_NODES:
+        assert rows[node_id].split()[1:3] == [node_type, "succeeded"], rows[node_id]
+    assert "HTTP 200" in rows["fetch"]  # the demo CRM, asked with the crm-token credential
+    assert "echo: [echo provider, no LLM called]" in rows["analyze"]
+    assert "echo: [echo provider, no LLM called]" in rows["write_email"]
+    assert "outbox to katherine.johnson@example.com id <" in rows["email"]  # the Message-ID
+    assert "then (True)" in rows["check"]  # lead 42 scores 91
+    assert "outbox to +1415555" in rows["sms"]
+    assert "http HTTP 200 id " in rows["notify"]  # delivered to the demo's sales-team endpoint
+
+
+def test_demo_prints_the_outbox_and_serves_it(standalone: Standalone) -> None:
+    printed = standalone.wait_for_output("Serving; Ctrl-C stops.")
+    assert "messages; nothing left this machine):" in printed
+    assert "  email  to " in printed
+    assert "Welcome to Example Corp" in printed
+    assert "  sms    to +1415555" in printed
+    with httpx.Client(base_url=standalone.url, timeout=10, headers=ADMIN) as client:
+        outbox = client.get("/api/outbox").json()["messages"]
+        credentials = client.get("/api/workflows/sales-lead/credentials").json()
+    assert {m["channel"] for m in outbox} == {"email", "sms"}
+    assert [c["name"] for c in credentials["credentials"]] == ["crm-token", "sales-webhook"]
 
 
 def test_a_workflow_runs_through_the_standalone_server_over_http(standalone: Standalone) -> None:
@@ -122,3 +166,17 @@ def test_a_workflow_runs_through_the_standalone_server_over_http(standalone: Sta
     assert outputs["add"] == ("succeeded", {"sum": 12})
     assert outputs["big"] == ("succeeded", {"size": "big"})
     assert outputs["small"][0] == "skipped"
+
+
+def test_an_agent_answers_and_remembers_without_redis(standalone: Standalone) -> None:
+    printed = standalone.wait_for_output("Serving; Ctrl-C stops.")
+    assert "  analyze      mcp_llm                succeeded" in printed
+    assert "agent sales-assistant (session demo, 2 messages stored):" in printed
+    with httpx.Client(base_url=standalone.url, timeout=30, headers=ADMIN) as client:
+        message = {"agent_id": "sales-assistant", "session_id": "demo", "message": "And now?"}
+        reply = client.post("/api/mcp/process", json=message)
+        memory = client.get("/api/agents/sales-assistant/memory", params={"session_id": "demo"})
+
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["memory_size"] == 4
+    assert [m["content"] for m in memory.json()["messages"]][::2] == ["Who are you?", "And now?"]

@@ -1,6 +1,10 @@
-"""The agent service ("Custom MCP LLM"): agents with their own LLM config and personality.
+"""The agent service ("Custom MCP LLM"): agents with their own LLM config, personality and memory.
 
-This holds the stored side (CRUD); memory and the LLM call build on it.
+- `store`: the stored agents (CRUD), validated by `schemas`;
+- `prompt`: personality -> system prompt;
+- `memory`, `summary`, `cache`: memory per (agent, session), Redis in front of PostgreSQL;
+- `profiles`: agent configs, cached;
+- `service`: one conversation turn (`AgentService.converse`).
 """
 
 from app.agents.schemas import DEFAULT_MODELS, LLMConfig, PersonalityTraits

@@ -8,60 +8,29 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Any
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainValidator,
-    WithJsonSchema,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
-Provider = Literal["openai", "anthropic", "echo"]
+from app.llm.config import DEFAULT_MODELS, LLMConfig, ProviderName
 
-#: The model used when a config names none: a small, cheap one per provider.
-DEFAULT_MODELS: dict[str, str] = {
-    "openai": "gpt-4o-mini",
-    "anthropic": "claude-3-5-haiku-latest",
-    "echo": "echo",
-}
+__all__ = [
+    "AGENT_ID_PATTERN",
+    "DEFAULT_MODELS",
+    "SESSION_ID_MAX",
+    "SESSION_ID_PATTERN",
+    "LLMConfig",
+    "PersonalityTraits",
+    "ProviderName",
+    "slugify",
+]
 
 #: Agent ids are used in URLs and in workflow definitions, so they stay slug-safe.
 AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
-
-def _require_http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL with a host")
-    return value
-
-
-HttpUrlStr = Annotated[str, AfterValidator(_require_http_url)]
-
-
-class LLMConfig(BaseModel):
-    """Which provider and model answer for the agent, and how."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    provider: Provider = "echo"
-    #: Empty means the provider's default (DEFAULT_MODELS).
-    model: str = Field("", max_length=200)
-    temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int = Field(1024, gt=0, le=1_000_000)
-    #: An OpenAI- or Anthropic-compatible server; requests to it go through the SSRF guard.
-    base_url: HttpUrlStr | None = Field(None, max_length=2000)
-
-    @model_validator(mode="after")
-    def _default_model(self) -> LLMConfig:
-        if not self.model:
-            self.model = DEFAULT_MODELS[self.provider]
-        return self
+#: Session ids name a conversation; they become part of Redis keys, so no spaces or controls.
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_.:@+\-]+$"
+SESSION_ID_MAX = 200
 
 
 def _trait_value(value: Any) -> Any:

@@ -73,7 +73,9 @@ def update_agent(
     personality_traits: PersonalityTraits = _UNCHANGED,
 ) -> AgentMCP:
     """Replace the fields given (each one whole); the others keep their stored values."""
-    agent = session.get(AgentMCP, agent_id, with_for_update=True)
+    # FOR NO KEY UPDATE: no key changes, so turns inserting messages (a key-share lock on this
+    # row, through their foreign key) neither wait for the update nor deadlock with it.
+    agent = session.get(AgentMCP, agent_id, with_for_update={"key_share": True})
     if agent is None:
         raise NotFound(f"no agent with id {agent_id!r}")
     if agent_name is not _UNCHANGED:

@@ -35,13 +35,19 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "dualmcp.drivers"
 
-#: Node type -> "module:Class". Issues to come add email_send, twilio_sms, openai, ... here.
+#: Node type -> "module:Class".
 BUILTIN_DRIVERS: dict[str, str] = {
     "conditional": "app.drivers.conditional:ConditionalDriver",
     "transform": "app.drivers.transform:TransformDriver",
     "http_request": "app.drivers.http_request:HttpRequestDriver",
     "data_fetch": "app.drivers.http_request:DataFetchDriver",
     "webhook": "app.drivers.webhook:WebhookDriver",
+    "mcp_llm": "app.drivers.mcp_llm:McpLlmDriver",
+    "openai": "app.drivers.openai:OpenAIDriver",
+    "ai_content_generation": "app.drivers.openai:AIContentGenerationDriver",
+    "claude_ai": "app.drivers.claude:ClaudeDriver",
+    "email_send": "app.drivers.email_send:EmailSendDriver",
+    "twilio_sms": "app.drivers.twilio_sms:TwilioSmsDriver",
 }
 
 

@@ -10,12 +10,18 @@ import builtins
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from pydantic import BaseModel
 
 from app.config import Settings
+from app.errors import PermanentDriverError
+
+if TYPE_CHECKING:
+    from app.agents.service import AgentService
+    from app.credentials import Credential, CredentialVault
+    from app.messaging.ledger import EffectLedger
 
 
 def idempotency_key(run_id: str, node_id: str) -> str:
@@ -38,10 +44,42 @@ class NodeContext:
     http: httpx.Client
     #: The template context (trigger, nodes, run, agent); for drivers that evaluate expressions.
     template_context: Mapping[str, Any] = field(default_factory=dict)
+    #: The workflow's agent (its definition's agent_id), if it names one.
+    agent_id: str | None = None
+    #: The agent service and LLM providers of this process; None where none is wired (then the
+    #: LLM drivers fail their node saying so).
+    agents: AgentService | None = None
+    #: sent_effects and the outbox (app/messaging/ledger.py), for drivers that record what they
+    #: did because the provider cannot deduplicate; None where none is wired.
+    effects: EffectLedger | None = None
+    #: Credentials stored with the workflow or its agent (app/credentials); see `credential`.
+    credentials: CredentialVault | None = None
 
     @property
     def idempotency_key(self) -> str:
         return idempotency_key(self.run_id, self.node_id)
+
+    def credential(self, name: str) -> Credential:
+        """The credential `name` of this workflow (else of its agent); a missing or unreadable
+        one fails the node with a message that names it and holds no secret."""
+        from app.credentials import CannotDecrypt, EncryptionNotConfigured
+
+        if self.credentials is None:
+            raise PermanentDriverError(f"credential {name!r}: no credential store is wired")
+        try:
+            found = self.credentials.find(
+                name, workflow_id=self.workflow_id, agent_id=self.agent_id
+            )
+        except CannotDecrypt as exc:  # its message names the credential and its owner
+            raise PermanentDriverError(str(exc)) from None
+        except EncryptionNotConfigured as exc:
+            raise PermanentDriverError(f"credential {name!r}: {exc}") from None
+        if found is None:
+            owners = f"workflow {self.workflow_id!r}" + (
+                f" or its agent {self.agent_id!r}" if self.agent_id else ""
+            )
+            raise PermanentDriverError(f"no credential {name!r} is stored for {owners}")
+        return found
 
     def idempotency_headers(self) -> dict[str, str]:
         """Headers that let a receiver deduplicate our retries (Standard Webhooks and Stripe)."""

@@ -14,6 +14,7 @@ import httpx
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from app.drivers.base import Driver, NodeContext
+from app.drivers.credentials import CredentialName, credential_fields
 from app.errors import NodeTimeout, PermanentDriverError, RetryableDriverError
 from app.safe_http import MAX_REDIRECTS
 
@@ -84,6 +85,15 @@ def check_status(response: httpx.Response) -> None:
         raise PermanentDriverError(f"{host} answered {status}")
 
 
+def credential_header(ctx: NodeContext, name: str) -> dict[str, str]:
+    """The header carrying the credential `name`: Bearer for a string, else the one it names."""
+    credential = ctx.credential(name)
+    if isinstance(credential.value, str):
+        return {"Authorization": f"Bearer {credential.value}"}
+    fields = credential_fields(credential, ("header", "value"))
+    return {fields["header"]: fields["value"]}
+
+
 def _strict_json(text: str) -> Any:
     """The body as JSON, or None; NaN/Infinity count as not JSON (PostgreSQL refuses them)."""
 
@@ -116,6 +126,9 @@ class HttpRequestDriver(Driver):
         timeout_s: float | None = Field(None, gt=0)
         #: False: any status is output, for a conditional to branch on (no error, no retry).
         fail_on_status: bool = True
+        #: A stored credential sent with the request: a string as `Authorization: Bearer
+        #: <value>`, or {"header": name, "value": value} as that header.
+        credential: CredentialName | None = None
 
         @model_validator(mode="after")
         def _one_body(self) -> HttpRequestDriver.Params:
@@ -125,11 +138,14 @@ class HttpRequestDriver(Driver):
 
     def run(self, params: Params, ctx: NodeContext) -> dict[str, Any]:
         timeout_s = node_timeout(params.timeout_s, ctx)
+        headers = dict(params.headers)
+        if params.credential is not None:
+            headers.update(credential_header(ctx, params.credential))
         request = build_request(
             ctx,
             params.method,
             params.url,
-            headers=params.headers,
+            headers=headers,
             params=params.query,
             json=params.json_body,
             content=params.body,

@@ -6,10 +6,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from app.drivers.base import Driver, NodeContext
+from app.drivers.credentials import CredentialName, credential_text
 from app.drivers.http_request import HttpUrlStr, build_request, check_status, node_timeout, send
 from app.errors import PermanentDriverError
 
@@ -28,8 +29,16 @@ class WebhookDriver(Driver):
         headers: dict[str, str] = Field(default_factory=dict)
         #: A Standard Webhooks secret (`whsec_<base64>`); None sends the webhook unsigned.
         secret: SecretStr | None = None
+        #: A stored credential holding the signing secret, instead of `secret` in the definition.
+        credential: CredentialName | None = None
         #: Seconds; capped by the node's timeout_s.
         timeout_s: float | None = Field(None, gt=0)
+
+        @model_validator(mode="after")
+        def _one_secret(self) -> WebhookDriver.Params:
+            if self.secret is not None and self.credential is not None:
+                raise ValueError("give either secret or credential, not both")
+            return self
 
     def run(self, params: Params, ctx: NodeContext) -> dict[str, Any]:
         timeout_s = node_timeout(params.timeout_s, ctx)
@@ -41,8 +50,11 @@ class WebhookDriver(Driver):
             raise PermanentDriverError("payload is not JSON (NaN or Infinity)") from exc
         headers = {**params.headers, "Content-Type": "application/json"}
         headers.update(ctx.idempotency_headers())
-        if params.secret is not None:
-            headers.update(sign(params.secret, ctx.idempotency_key, body))
+        secret = params.secret
+        if params.credential is not None:
+            secret = SecretStr(credential_text(ctx.credential(params.credential)))
+        if secret is not None:
+            headers.update(sign(secret, ctx.idempotency_key, body))
         request = build_request(
             ctx, "POST", params.url, headers=headers, content=body.encode(), timeout=timeout_s
         )

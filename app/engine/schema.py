@@ -12,6 +12,9 @@ from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from app.engine.cron import InvalidSchedule, check_cron, check_timezone
 
 NodeStatus = Literal[
     "pending", "running", "retrying", "succeeded", "failed", "skipped", "cancelled"
@@ -87,6 +90,33 @@ class TriggerConfig(BaseModel):
     scheme: SignatureScheme = "standard"
     #: A webhook's active signing secrets; several at once while one is rotated out.
     secrets: list[str] = Field(default_factory=list, validate_default=True)
+    #: A schedule's cron expression: five fields or a nickname such as "@hourly".
+    cron: str | None = Field(None, validate_default=True)
+    #: The IANA time zone the cron expression is read in.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, timezone: str) -> str:
+        try:
+            return check_timezone(timezone)
+        except InvalidSchedule as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("cron")
+    @classmethod
+    def _schedule_has_cron(cls, cron: str | None, info: ValidationInfo) -> str | None:
+        """Caught at save time rather than by a beat that silently never fires."""
+        if cron is None:
+            if info.data.get("type") == "schedule":
+                raise PydanticCustomError(  # "missing": the problem's path names the field
+                    "missing", 'a schedule trigger needs a cron expression, e.g. "*/5 * * * *"'
+                )
+            return None
+        try:
+            return check_cron(cron)
+        except InvalidSchedule as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("secrets")
     @classmethod

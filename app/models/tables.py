@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    CheckConstraint,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -164,6 +165,8 @@ class SentEffect(Base):
     idempotency_key: Mapped[str] = mapped_column(String(128), primary_key=True)
     node_type: Mapped[str] = mapped_column(String(64))
     provider_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    #: The node's output when it was done, returned again by a re-run instead of doing it twice.
+    output: Mapped[Any] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -176,3 +179,67 @@ class ApiKey(Base):
     scope: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(256), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WorkflowSchedule(Base):
+    """When a `schedule` trigger fires next, and the last tick it fired (one row per workflow).
+
+    Kept in step with the workflow's trigger when it is saved. Beat's task claims due rows with
+    FOR UPDATE SKIP LOCKED and moves `next_fire_at` past now in the same transaction that starts
+    the run, so two beats never fire one tick twice and a long outage fires once, not N times.
+    """
+
+    __tablename__ = "workflow_schedules"
+
+    workflow_id: Mapped[str] = mapped_column(
+        ForeignKey("workflows.workflow_id", ondelete="CASCADE"), primary_key=True
+    )
+    cron: Mapped[str] = mapped_column(String(128))
+    timezone: Mapped[str] = mapped_column(String(64))
+    next_fire_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    last_fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OutboxMessage(Base):
+    """An email or SMS stored instead of sent: no credentials were configured (the `outbox`
+    backend, like Django's console email backend). Listed at GET /api/outbox."""
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (Index("ix_outbox_messages_run", "run_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: The node's idempotency key: one message per node of a run, however often it runs.
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    node_id: Mapped[str] = mapped_column(String(128))
+    #: What would have been sent: from, to, cc, subject, body, ... (email) or from, to, body.
+    message: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StoredCredential(Base):
+    """A secret a driver uses (an SMTP URL, a Twilio token, an API key), owned by one workflow
+    or one agent and deleted with it. Only its Fernet token is stored (app/credentials)."""
+
+    __tablename__ = "credentials"
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "name"),
+        UniqueConstraint("agent_id", "name"),
+        CheckConstraint("(workflow_id IS NULL) <> (agent_id IS NULL)", name="one_owner"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workflow_id: Mapped[str | None] = mapped_column(
+        ForeignKey("workflows.workflow_id", ondelete="CASCADE"), nullable=True
+    )
+    agent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("agent_mcps.agent_id", ondelete="CASCADE"), nullable=True
+    )
+    name: Mapped[str] = mapped_column(String(128))
+    #: Fernet token of the JSON-encoded value; never returned by the API.
+    ciphertext: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -12,18 +12,30 @@ from app.config import Settings
 NODES_QUEUE = "dualmcp.nodes"
 #: Entry nodes of new runs.
 RUNS_QUEUE = "dualmcp.runs"
+#: Agent conversation turns (POST /api/mcp/process): someone is waiting, so served before new
+#: runs but after continuations; `-Q dualmcp.agents` gives them workers of their own.
+AGENTS_QUEUE = "dualmcp.agents"
 
 
 def make_celery(settings: Settings) -> Celery:
-    celery = Celery("dualmcp", broker=settings.broker_url, include=["app.tasks.nodes"])
+    celery = Celery(
+        "dualmcp",
+        broker=settings.broker_url,
+        # Only dualmcp.agent_process stores a result (its reply, read by the waiting front end).
+        backend=settings.result_backend_url,
+        include=["app.tasks.nodes", "app.tasks.agents", "app.tasks.schedules"],
+    )
     celery.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_ignore_result=True,  # PostgreSQL has the results
+        task_ignore_result=True,  # PostgreSQL has the results (agent_process opts in)
+        result_expires=3600,
+        result_extended=True,  # a running turn's status names its agent and session
+        result_serializer="json",
         task_serializer="json",
         accept_content=["json"],
-        task_queues=[Queue(NODES_QUEUE), Queue(RUNS_QUEUE)],
+        task_queues=[Queue(NODES_QUEUE), Queue(AGENTS_QUEUE), Queue(RUNS_QUEUE)],
         task_default_queue=RUNS_QUEUE,
         broker_transport_options={
             # BRPOP the queues in the order above: continuations before new runs.
@@ -42,12 +54,20 @@ def make_celery(settings: Settings) -> Celery:
         },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        # SIGTERM: running nodes get this long to finish, then they are handed back
+        # (app/tasks/shutdown.py); the stop grace period of compose/Kubernetes must exceed it.
+        worker_soft_shutdown_timeout=settings.soft_shutdown_timeout_s,
         beat_schedule={
             "dualmcp-sweeper": {
                 "task": "dualmcp.sweep",
                 "schedule": settings.sweep_interval_s,
                 "options": {"queue": NODES_QUEUE, "expires": settings.sweep_interval_s * 2},
-            }
+            },
+            "dualmcp-schedules": {
+                "task": "dualmcp.fire_schedules",
+                "schedule": settings.schedule_interval_s,
+                "options": {"queue": NODES_QUEUE, "expires": settings.schedule_interval_s * 2},
+            },
         },
     )
     return celery

@@ -13,11 +13,12 @@ import logging
 from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
+from app import metrics
 from app.tasks.dispatch import publish
 from app.tasks.runtime import get_runtime
 from app.workflows.invoke import execute_node
 from app.workflows.runs import NodeRef
-from app.workflows.sweeper import sweep as sweep_once
+from app.workflows.sweeper import sweep_once
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,14 @@ def run_node(run_id: str, node_id: str) -> None:
     runtime = get_runtime()
     ref = NodeRef(run_id, node_id)
     publish(
-        execute_node(runtime.sessions, runtime.settings, runtime.http, ref, claims=runtime.claims)
+        execute_node(
+            runtime.sessions,
+            runtime.settings,
+            runtime.http,
+            ref,
+            claims=runtime.claims,
+            agents=runtime.agents,
+        )
     )
 
 
@@ -46,8 +54,11 @@ def sweep() -> int:
     """Publish lost or due node messages; return how many."""
     runtime = get_runtime()
     with runtime.sessions.begin() as session:
-        refs = sweep_once(session, runtime.settings)
-    publish(refs)
-    if refs:
-        log.info("sweeper published %d node message(s)", len(refs))
-    return len(refs)
+        result = sweep_once(session, runtime.settings)
+    publish(result.to_publish)
+    metrics.record_sweep(result.lease_expired, result.not_picked_up, result.worker_lost)
+    for status in result.finished:
+        metrics.record_run_finished(status)
+    if result.to_publish:
+        log.info("sweeper published %d node message(s)", len(result.to_publish))
+    return len(result.to_publish)

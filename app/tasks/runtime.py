@@ -1,12 +1,15 @@
-"""Per-process resources of a worker: one database engine and one HTTP client, made after fork."""
+"""Per-process resources of a worker: one database engine, one HTTP client and the agent
+service, made after fork."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.agents.service import AgentService, make_agent_service
 from app.config import Settings, get_settings
 from app.models import make_claims_engine, make_engine, make_session_factory
 from app.safe_http import make_http_client
@@ -19,6 +22,11 @@ class Runtime:
     http: httpx.Client
     #: Lease claims: autocommit, no fsync wait (None on SQLite: claims use `sessions`).
     claims: sessionmaker[Session] | None = None
+
+    @cached_property
+    def agents(self) -> AgentService:
+        """Made on first use: a process that runs no LLM node never connects the cache."""
+        return make_agent_service(self.settings, self.sessions, self.http)
 
 
 _runtime: Runtime | None = None

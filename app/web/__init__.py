@@ -28,10 +28,22 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["dualmcp"] = context
 
-    from app.web import agents, errors, ops, runs, triggers, workflows
+    from app.web import (
+        agents,
+        conversations,
+        credentials,
+        errors,
+        metrics,
+        ops,
+        outbox,
+        runs,
+        triggers,
+        workflows,
+    )
 
     errors.init_app(app)
-    for module in (ops, agents, workflows, runs, triggers):
+    modules = (ops, metrics, agents, conversations, workflows, credentials, runs, outbox, triggers)
+    for module in modules:
         app.register_blueprint(module.bp)
     if app.config.get("DUALMCP_DEMO"):
         from app.web import demo
@@ -43,6 +55,7 @@ def create_app(
 def default_context(settings: Settings) -> WebContext:
     """Production wiring: the configured database, and Celery (Redis) for publishing."""
     from app.models import make_engine, make_session_factory
+    from app.tasks.agents import CeleryAgentTasks
     from app.tasks.dispatch import publish, queue_depth
 
     return WebContext(
@@ -50,4 +63,5 @@ def default_context(settings: Settings) -> WebContext:
         sessions=make_session_factory(make_engine(settings.database_url)),
         publish=publish,
         queue_depth=queue_depth,
+        agent_tasks=CeleryAgentTasks(),
     )

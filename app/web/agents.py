@@ -111,8 +111,10 @@ def get_agent(agent_id: str) -> ResponseReturnValue:
 )
 def update_agent(agent_id: str, body: AgentPatch) -> ResponseReturnValue:
     changes = {name: getattr(body, name) for name in body.model_fields_set}
-    with web_context().sessions.begin() as session:
+    context = web_context()
+    with context.sessions.begin() as session:
         shaped = store.agent_to_dict(store.update_agent(session, agent_id, **changes))
+    context.agents.forget_agent(agent_id)  # after the commit: the next turn reads the change
     return respond(AgentOut, shaped)
 
 
@@ -125,6 +127,8 @@ def update_agent(agent_id: str, body: AgentPatch) -> ResponseReturnValue:
     responses={204: None},
 )
 def delete_agent(agent_id: str) -> ResponseReturnValue:
-    with web_context().sessions.begin() as session:
+    context = web_context()
+    with context.sessions.begin() as session:
         store.delete_agent(session, agent_id)
+    context.agents.forget_agent(agent_id, deleted=True)
     return Response(status=204)

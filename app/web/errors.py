@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from app.errors import Conflict, DefinitionInvalid, NotFound
@@ -42,6 +42,7 @@ def error_response(
 ) -> Response:
     response = jsonify({"error": {"code": code, "message": message, "details": details}})
     response.status_code = status
+    g.error_code = code  # for the metrics of the request's outcome (app/web/triggers.py)
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response

@@ -8,7 +8,7 @@ from flask import Blueprint, Response
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from app import workflows
+from app import metrics, workflows
 from app.engine.schema import RunStatus
 from app.errors import Conflict
 from app.web.admission import admit_new_run
@@ -116,6 +116,7 @@ def cancel_run(run_id: str) -> ResponseReturnValue:
         if not workflows.cancel_run(session, run_id):
             status = workflows.get_run(session, run_id, with_nodes=False)["status"]
             raise Conflict(f"run {run_id} has already finished ({status})")
+    metrics.record_run_finished("cancelled")
     return _run(run_id)
 
 

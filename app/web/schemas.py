@@ -6,7 +6,7 @@ exactly what is sent. Times are ISO 8601 UTC strings, as the services produce th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from flask import Response, jsonify
 from pydantic import BaseModel, Field
@@ -111,6 +111,44 @@ class AgentList(BaseModel):
     """Every agent, oldest first."""
 
     agents: list[AgentOut] = Field(default_factory=list)
+
+
+class AgentReply(BaseModel):
+    """An agent's answer; `memory_size` counts the session's stored messages, both roles."""
+
+    agent_id: str
+    session_id: str
+    reply: str
+    memory_size: int
+    provider: str
+    model: str
+    usage: dict[str, int] = Field(default_factory=dict)
+
+
+class AgentReplyPending(BaseModel):
+    """The turn is queued or running on a worker: poll `status_url` for the reply."""
+
+    task_id: str
+    status: Literal["queued", "running"]
+    status_url: str
+    agent_id: str | None = None
+    session_id: str | None = None
+
+
+class MemoryMessage(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str
+    created_at: IsoTime
+
+
+class AgentMemory(BaseModel):
+    """A session's stored messages, oldest first, and the rolling summary of those that fell
+    out of the agent's memory window."""
+
+    agent_id: str
+    session_id: str
+    messages: list[MemoryMessage]
+    summary: str = ""
 
 
 def respond(model: type[BaseModel], data: Any, status: int = 200) -> Response:

@@ -12,10 +12,11 @@ import logging
 import time
 from typing import Any, cast
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from app import metrics
 from app.models import Workflow
 from app.web import signatures
 from app.web.admission import admit_new_run
@@ -118,12 +119,27 @@ def _fire_webhook(workflow_id: str) -> Response:
     raw = request.get_data(cache=True)  # the exact bytes the sender signed
     admit_new_run()
     context = web_context()
-    with context.sessions() as session:
-        workflow = get_workflow(session, workflow_id)
-        scheme, secrets = _webhook_config(workflow)
-    verified = _verify(workflow_id, scheme, secrets, raw)
-    payload = cast(TriggerPayload, validate(TriggerPayload, read_json())).root
-    return _accept(workflow_id, verified.idempotency_key, raw, payload, source="webhook")
+    # One transaction reads the workflow once, checks the signature (CPU only, no I/O) and
+    # writes event + run + entry node: the whole trigger is one BEGIN ... COMMIT.
+    try:
+        with context.sessions.begin() as session:
+            workflow = get_workflow(session, workflow_id)
+            scheme, secrets = _webhook_config(workflow)
+            verified = _verify(workflow_id, scheme, secrets, raw)
+            payload = cast(TriggerPayload, validate(TriggerPayload, read_json())).root
+            result = accept_trigger(
+                session,
+                workflow_id,
+                verified.idempotency_key,
+                raw,
+                payload,
+                source="webhook",
+                workflow=workflow,
+            )
+    except IdempotencyKeyReused as exc:
+        raise ApiError(422, "idempotency_key_reused", str(exc)) from None
+    context.publish(result.to_publish)
+    return _answer(result)
 
 
 def _accept(workflow_id: str, key: str, raw: bytes, payload: Any, *, source: Source) -> Response:
@@ -179,6 +195,7 @@ def _verify(workflow_id: str, scheme: str, secrets: list[str], raw: bytes) -> si
     try:
         return signatures.verify(scheme, secrets, raw, dict(request.headers.items()), time.time())
     except signatures.SignatureInvalid as exc:
+        g.refusal_reason = f"invalid_signature:{exc.reason}"
         log.warning(
             "webhook for workflow %s rejected (%s scheme): %s",
             workflow_id,
@@ -186,6 +203,20 @@ def _verify(workflow_id: str, scheme: str, secrets: list[str], raw: bytes) -> si
             exc,  # "<reason>: <detail>", header names and ages only, never a secret
         )
         raise ApiError(401, "invalid_signature", "signature verification failed") from None
+
+
+@bp.after_request
+def _count_trigger(response: Response) -> Response:
+    """Triggers accepted, replayed and refused (by reason) for GET /metrics; no I/O."""
+    source = "api" if request.endpoint == f"{bp.name}.execute" else "webhook"
+    if response.status_code == 202:
+        metrics.record_trigger_accepted(source)
+    elif response.headers.get("Idempotent-Replayed") == "true":
+        metrics.record_trigger_replayed(source)
+    elif response.status_code >= 400:
+        reason = g.get("refusal_reason") or g.get("error_code") or str(response.status_code)
+        metrics.record_trigger_refused(source, reason)
+    return response
 
 
 def _workflow_id_from_body() -> str:

@@ -7,14 +7,17 @@ message was lost. Each returns the NodeRefs to publish AFTER the caller commits.
 
 from __future__ import annotations
 
+import logging
 import random
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from app import drivers
 from app.config import Settings
@@ -25,6 +28,10 @@ from app.workflows.runs import NodeRef
 from app.workflows.store import get_definition
 
 ACTIVE_RUN = ("queued", "running")
+#: Seconds a node's completion keeps trying while the database is unreachable.
+COMPLETION_RETRY_S = 30.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -170,6 +177,8 @@ class Completion:
 
     to_publish: list[NodeRef] = field(default_factory=list)
     claimed: list[Lease] = field(default_factory=list)
+    #: The run's terminal status when this completion closed it (for metrics, after commit).
+    finished: str | None = None
 
 
 def complete_node(
@@ -244,6 +253,28 @@ def complete_node(
     return completion
 
 
+def complete_with_retry(
+    sessions: sessionmaker[Session], lease: Lease, outcome: Outcome, settings: Settings
+) -> Completion:
+    """complete_node in its own transaction, tried again while the database is unreachable.
+
+    The driver has already run: waiting for PostgreSQL to come back beats running the driver
+    again, which is what giving up means (the lease expires, the sweeper hands the node out
+    anew). The completion is fenced on the attempt, so a repeat of a committed one is a no-op.
+    """
+    delay, give_up_at = 0.25, time.monotonic() + COMPLETION_RETRY_S
+    while True:
+        try:
+            with sessions.begin() as session:
+                return complete_node(session, lease, outcome, settings, claim_inline=True)
+        except OperationalError:
+            if time.monotonic() + delay > give_up_at:
+                raise
+            log.warning("database unreachable while completing a node; retrying in %gs", delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 4.0)
+
+
 def _route(
     session: Session,
     lease: Lease,
@@ -286,7 +317,8 @@ def _route(
         session.execute(insert(NodeRun), rows)
     finished = routing.run_outcome(definition, states)
     if finished is not None:
-        _finish_run(session, run_uuid, definition, states, finished, now)
+        if _finish_run(session, run_uuid, definition, states, finished, now):
+            completion.finished = finished
         if finished == "failed":
             return
     outputs = _succeeded_outputs(states)
@@ -340,7 +372,8 @@ def _finish_run(
     states: dict[str, routing.NodeState],
     status: str,
     now: datetime,
-) -> None:
+) -> bool:
+    """Close the run; False when it was already closed (cancelled meanwhile)."""
     error = None
     if status == "failed":
         failed = [
@@ -355,11 +388,12 @@ def _finish_run(
             .where(NodeRun.run_id == run_uuid, NodeRun.status.in_(("pending", "retrying")))
             .values(status="cancelled", finished_at=now)
         )
-    session.execute(
+    closed = session.execute(
         update(WorkflowRun)
         .where(WorkflowRun.run_id == run_uuid, WorkflowRun.status.in_(ACTIVE_RUN))
         .values(status=status, finished_at=now, error=error)
     )
+    return bool(closed.rowcount)  # type: ignore[attr-defined]
 
 
 def _failure_message(session: Session, run_uuid: uuid.UUID, failed: list[str]) -> str:

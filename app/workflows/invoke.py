@@ -10,26 +10,48 @@ import json
 import logging
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import drivers
+from app import drivers, metrics
 from app.config import Settings
+from app.credentials import CredentialVault
 from app.drivers.base import NodeContext
 from app.engine.templating import render_params
 from app.errors import DriverError, NodeTimeout, RetryableDriverError, TemplateError
-from app.workflows.execution import Lease, Outcome, complete_node, lease_node, node_timeout_s
+from app.logs import log_context
+from app.messaging.ledger import EffectLedger
+from app.workflows.execution import (
+    Lease,
+    Outcome,
+    complete_with_retry,
+    lease_node,
+    node_timeout_s,
+)
+from app.workflows.handback import HandBack, hand_back_leases, interruptible
 from app.workflows.runs import NodeRef
+
+if TYPE_CHECKING:
+    from app.agents.service import AgentService
 
 log = logging.getLogger(__name__)
 
 
-def invoke_driver(lease: Lease, settings: Settings, http: httpx.Client) -> Outcome:
+def invoke_driver(
+    lease: Lease,
+    settings: Settings,
+    http: httpx.Client,
+    agents: AgentService | None = None,
+    *,
+    effects: EffectLedger | None = None,
+    credentials: CredentialVault | None = None,
+) -> Outcome:
     """The node's outcome; never raises for a failure of the node itself."""
     node = lease.node
     timeout_s = node_timeout_s(lease.definition, lease.node_id, settings)
@@ -52,8 +74,12 @@ def invoke_driver(lease: Lease, settings: Settings, http: httpx.Client) -> Outco
             settings=settings,
             http=http,
             template_context=context,
+            agent_id=lease.definition.agent_id,
+            agents=agents,
+            effects=effects,
+            credentials=credentials,
         )
-        with deadline(timeout_s):
+        with deadline(timeout_s), interruptible():
             output = driver.run(params, ctx)
         json.dumps(output)  # fail here, not in the database, if a driver returns the wrong thing
     except NodeTimeout as exc:
@@ -113,22 +139,44 @@ def execute_node(
     ref: NodeRef,
     *,
     claims: sessionmaker[Session] | None = None,
+    agents: AgentService | None = None,
 ) -> list[NodeRef]:
     """Run one node end to end, then the control nodes its completion leased to us.
 
     Each node: lease (on `claims` when given: app/models/session.py make_claims_engine), driver
     (no session open), complete (one durable transaction). Returns what to publish, after
-    every commit. A duplicate message claims nothing and returns nothing.
+    every commit. A duplicate message claims nothing and returns nothing. A stopping worker
+    hands its leases back (app/workflows/handback.py) and returns them to be published again.
     """
-    with (claims or sessions).begin() as session:
+    with (
+        log_context(run_id=ref.run_id, node_id=ref.node_id),
+        (claims or sessions).begin() as session,
+    ):
         lease = lease_node(session, ref.run_id, ref.node_id, settings)
     leases = [lease] if lease is not None else []
     to_publish: list[NodeRef] = []
+    # What email/SMS drivers record and read; cheap handles on the durable session factory.
+    effects, credentials = EffectLedger(sessions), CredentialVault(sessions, settings)
     while leases:
         current = leases.pop(0)
-        outcome = invoke_driver(current, settings, http)
-        with sessions.begin() as session:
-            completion = complete_node(session, current, outcome, settings, claim_inline=True)
+        with log_context(
+            run_id=current.run_id, node_id=current.node_id, workflow_id=current.workflow_id
+        ):
+            try:
+                started = time.monotonic()
+                outcome = invoke_driver(
+                    current, settings, http, agents, effects=effects, credentials=credentials
+                )
+                metrics.record_node_duration(
+                    current.node.type,
+                    "succeeded" if outcome.succeeded else "failed",
+                    time.monotonic() - started,
+                )
+            except HandBack:
+                return to_publish + hand_back_leases(sessions, [current, *leases])
+            completion = complete_with_retry(sessions, current, outcome, settings)
+        if completion.finished:
+            metrics.record_run_finished(completion.finished)
         to_publish += completion.to_publish
         leases += completion.claimed
     return to_publish

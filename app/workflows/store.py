@@ -69,6 +69,10 @@ def save_workflow(
         )
     )
     session.flush()
+    # Imported here: schedules -> triggers -> runs -> store would be a cycle at import time.
+    from app.workflows.schedules import sync_schedule
+
+    sync_schedule(session, definition.workflow_id, definition.trigger)
     return workflow
 
 
@@ -92,6 +96,10 @@ def set_workflow_status(session: Session, workflow_id: str, status: WorkflowStat
         workflow.status = status
         workflow.updated_at = utcnow()
         session.flush()
+        if status == "active":
+            from app.workflows.schedules import restart_schedule
+
+            restart_schedule(session, workflow_id)
     return workflow
 
 

@@ -7,6 +7,7 @@ running node_runs whose lease expired to pending, and fails a node whose worker 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import and_, or_, select, update
@@ -19,10 +20,30 @@ from app.workflows.runs import NodeRef
 from app.workflows.store import get_definition
 
 
+@dataclass
+class SweepResult:
+    """One pass: what to publish after the commit, and what happened (for metrics)."""
+
+    to_publish: list[NodeRef] = field(default_factory=list)
+    #: Running nodes whose lease expired (their worker was lost), returned to pending.
+    lease_expired: int = 0
+    #: Pending nodes whose message was not picked up in time, and retries that came due.
+    not_picked_up: int = 0
+    #: Nodes failed because their worker was lost too often.
+    worker_lost: int = 0
+    #: Terminal statuses of the runs those failures closed.
+    finished: list[str] = field(default_factory=list)
+
+
 def sweep(session: Session, settings: Settings) -> list[NodeRef]:
     """One pass; the caller commits, then publishes what is returned."""
+    return sweep_once(session, settings).to_publish
+
+
+def sweep_once(session: Session, settings: Settings) -> SweepResult:
+    """One pass, with its counts; the caller commits, then publishes `to_publish`."""
     now = utcnow()
-    to_publish = _fail_exhausted_leases(session, settings)
+    result = _fail_exhausted_leases(session, settings)
     expired = session.execute(
         update(NodeRun)
         .where(
@@ -53,11 +74,12 @@ def sweep(session: Session, settings: Settings) -> list[NodeRef]:
         .values(published_at=now)
         .returning(NodeRun.run_id, NodeRun.node_id)
     ).all()
-    to_publish += [NodeRef(str(run_id), node_id) for run_id, node_id in [*expired, *due]]
-    return to_publish
+    result.to_publish += [NodeRef(str(run_id), node_id) for run_id, node_id in [*expired, *due]]
+    result.lease_expired, result.not_picked_up = len(expired), len(due)
+    return result
 
 
-def _fail_exhausted_leases(session: Session, settings: Settings) -> list[NodeRef]:
+def _fail_exhausted_leases(session: Session, settings: Settings) -> SweepResult:
     now = utcnow()
     rows = session.execute(
         select(
@@ -78,7 +100,7 @@ def _fail_exhausted_leases(session: Session, settings: Settings) -> list[NodeRef
             )
         )
     ).all()
-    to_publish: list[NodeRef] = []
+    result = SweepResult(worker_lost=len(rows))
     for row in rows:
         lease = Lease(
             run_id=str(row.run_id),
@@ -90,5 +112,8 @@ def _fail_exhausted_leases(session: Session, settings: Settings) -> list[NodeRef
             run_input=row.input,
         )
         lost = Outcome(succeeded=False, error=f"worker lost {row.redeliveries + 1} times")
-        to_publish += complete_node(session, lease, lost, settings).to_publish
-    return to_publish
+        completion = complete_node(session, lease, lost, settings)
+        result.to_publish += completion.to_publish
+        if completion.finished:
+            result.finished.append(completion.finished)
+    return result

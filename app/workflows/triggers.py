@@ -14,16 +14,16 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, DualMCPError
-from app.models import TriggerEvent, utcnow
+from app.models import TriggerEvent, Workflow, utcnow
 from app.workflows.runs import NodeRef, start_run
 
 #: Where a key comes from; each source has its own key space, so they never collide.
-Source = Literal["webhook", "api"]
+Source = Literal["webhook", "api", "schedule"]
 
 #: The idempotency_key column's width; longer keys are stored as their SHA-256.
 MAX_KEY_LENGTH = 256
@@ -50,14 +50,17 @@ def accept_trigger(
     payload: Any,
     *,
     source: Source = "webhook",
+    workflow: Workflow | None = None,
 ) -> TriggerResult:
     """Record the delivery and start its run, or return the run its first delivery started.
 
     Runs in the caller's one transaction; the caller commits, then publishes `to_publish`.
-    Raises IdempotencyKeyReused when the key came before with a different body.
+    Raises IdempotencyKeyReused when the key came before with a different body. The run id is
+    chosen first, so the event row names its run from the start (no second write).
     """
     key = stored_key(source, idempotency_key)
     digest = request_hash(raw_body)
+    run_id = uuid.uuid4()
     event_id = session.scalar(
         _insert_for(session)
         .values(
@@ -66,17 +69,15 @@ def accept_trigger(
             request_hash=digest,
             payload=payload,
             received_at=utcnow(),
+            run_id=run_id,
         )
         .on_conflict_do_nothing(index_elements=["workflow_id", "idempotency_key"])
         .returning(TriggerEvent.id)
     )
     if event_id is None:
         return _first_delivery(session, workflow_id, key, digest)
-    started = start_run(session, workflow_id, payload, trigger_event_id=event_id)
-    session.execute(
-        update(TriggerEvent)
-        .where(TriggerEvent.id == event_id)
-        .values(run_id=uuid.UUID(started.run_id))
+    started = start_run(
+        session, workflow_id, payload, trigger_event_id=event_id, run_id=run_id, workflow=workflow
     )
     return TriggerResult(started.run_id, duplicate=False, to_publish=started.to_publish)
 

@@ -14,10 +14,22 @@ import pytest
 from pydantic import BaseModel
 
 from app.drivers import driver_types, get_driver
-from tests.drivers.conftest import MakeContext
+from tests.drivers.conftest import ECHO_AGENT_ID, MakeContext
 from tests.http_peer import HttpPeer
+from tests.llm_peers import serve_anthropic, serve_openai
 
 TEMPLATE_CONTEXT = {"trigger": {"score": 91}, "nodes": {}, "run": {"id": "run-1"}}
+
+
+def _openai_example(peer: HttpPeer, **extra: Any) -> dict[str, Any]:
+    serve_openai(peer)
+    return {"prompt": "Say hi", "base_url": f"{peer.url}/v1", **extra}
+
+
+def _claude_example(peer: HttpPeer) -> dict[str, Any]:
+    serve_anthropic(peer)
+    return {"prompt": "Say hi", "base_url": peer.url}
+
 
 #: node type -> params that make it run against the peer (a path of its own per type).
 EXAMPLES: dict[str, Callable[[HttpPeer], dict[str, Any]]] = {
@@ -26,6 +38,14 @@ EXAMPLES: dict[str, Callable[[HttpPeer], dict[str, Any]]] = {
     "http_request": lambda peer: {"url": f"{peer.url}/contract/http_request"},
     "data_fetch": lambda peer: {"url": f"{peer.url}/contract/data_fetch"},
     "webhook": lambda peer: {"url": f"{peer.url}/contract/webhook", "payload": {"a": 1}},
+    "mcp_llm": lambda peer: {"prompt": "Hello", "agent_id": ECHO_AGENT_ID},
+    "openai": _openai_example,
+    "ai_content_generation": lambda peer: _openai_example(peer, provider="openai"),
+    "claude_ai": _claude_example,
+    # No SMTP or Twilio configured: both go to the outbox (tested against real servers in
+    # tests/drivers/test_email_send.py and test_twilio_sms.py).
+    "email_send": lambda peer: {"to": "ada@example.com", "subject": "Hi", "body": "Hello"},
+    "twilio_sms": lambda peer: {"to": "+14155552671", "body": "Hello"},
 }
 
 ALL_TYPES = driver_types()
@@ -85,6 +105,7 @@ def test_side_effects_carry_the_same_idempotency_key_on_every_attempt(
     ]
     key = make_ctx(run_id="run-c", node_id=node_type).idempotency_key
     assert all({"backend", "id"} <= output.keys() for output in outputs)
+    assert outputs[0]["id"] == outputs[1]["id"]  # the same effect, whatever the attempt
     sent = http_peer.requests[seen:]
     # Drivers that call over HTTP put the key in a header the receiver can deduplicate on.
     assert all(key in request.headers.values() for request in sent)

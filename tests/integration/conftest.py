@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models import make_engine, make_session_factory
+from app.models.migrate import upgrade
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,6 +33,10 @@ STACK_ENV = {
     "DUALMCP_PENDING_REPUBLISH_S": "2",
     "DUALMCP_LEASE_GRACE_S": "1",
     "DUALMCP_MAX_REDELIVERIES": "3",
+    # A node a killed worker leaves running is taken back after its lease: keep it short.
+    "DUALMCP_NODE_TIMEOUT_S": "10",
+    "DUALMCP_SCHEDULE_INTERVAL_S": "0.5",
+    "DUALMCP_SOFT_SHUTDOWN_TIMEOUT_S": "2",
 }
 
 
@@ -76,9 +82,9 @@ class Stack:
         self.worker.wait(timeout=10)
         self.worker = None
 
-    def start_beat(self, schedule: Path) -> None:
-        with open(self.logs / "beat.log", "wb") as log:
-            self.beat = subprocess.Popen(
+    def start_beat(self, schedule: Path, name: str = "beat") -> subprocess.Popen[bytes]:
+        with open(self.logs / f"{name}.log", "wb") as log:
+            beat = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
@@ -95,6 +101,9 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        if name == "beat":
+            self.beat = beat
+        return beat
 
     def stop(self) -> None:
         for process in (self.worker, self.beat):
@@ -183,21 +192,28 @@ def finished_run(stack: Stack, run_id: str, timeout: float = 30) -> dict[str, An
 ADMIN_KEY = "integration-admin-key"
 
 
-@pytest.fixture(scope="session")
-def web_url(stack: Stack) -> Iterator[str]:
-    """gunicorn serving `app.web:create_app()` against the same database and broker."""
+def free_port() -> int:
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**stack.env, "DUALMCP_API_KEYS": f"admin:{ADMIN_KEY}"}
-    with open(stack.logs / "gunicorn.log", "wb") as log:
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def gunicorn(stack: Stack, extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """gunicorn serving `app.web:create_app()` with the production settings module
+    (app/web/gunicorn_conf.py), against the stack's database and broker; yields its URL."""
+    port = free_port()
+    env = {**stack.env, "DUALMCP_API_KEYS": f"admin:{ADMIN_KEY}", **(extra_env or {})}
+    with open(stack.logs / f"gunicorn-{port}.log", "wb") as log:
         server = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "gunicorn",
+                "-c",
+                "python:app.web.gunicorn_conf",
                 "app.web:create_app()",
                 f"--bind=127.0.0.1:{port}",
                 "--workers=2",
@@ -225,3 +241,114 @@ def web_url(stack: Stack) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def web_url(stack: Stack) -> Iterator[str]:
+    """gunicorn against the same database and broker as the session's worker."""
+    with gunicorn(stack) as url:
+        yield url
+
+
+SERVICES_SCRIPT = REPO / ".ci" / "services.sh"
+
+
+class PrivateServices:
+    """A PostgreSQL and a Redis of this test session alone, on their own ports: fault tests
+    restart them, which the shared ones (other sessions use them) must never see."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.env = {
+            **os.environ,
+            "DUALMCP_TEST_PG_PORT": str(free_port()),
+            "DUALMCP_TEST_REDIS_PORT": str(free_port()),
+            "DUALMCP_SERVICES_DIR": str(state_dir),
+        }
+        urls = dict(
+            line.removeprefix("export ").split("=", 1)
+            for line in self._run("env").splitlines()
+            if line.startswith("export ")
+        )
+        self.database_url, self.redis_url = urls["DATABASE_URL"], urls["REDIS_URL"]
+
+    def _run(self, *args: str) -> str:
+        result = subprocess.run(
+            [str(SERVICES_SCRIPT), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, f"services.sh {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
+    def start(self) -> None:
+        self._run("start")
+
+    def restart(self, service: str) -> None:
+        """Stop and start `postgres` or `redis` (PostgreSQL's fast stop drops every client)."""
+        self._run("restart", service)
+
+    def clean(self) -> None:
+        self._run("clean")
+
+
+@pytest.fixture(scope="session")
+def private_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateServices]:
+    services = PrivateServices(tmp_path_factory.mktemp("private-services"))
+    try:
+        services.start()
+        upgrade(services.database_url)
+        yield services
+    finally:
+        services.clean()
+
+
+@pytest.fixture(scope="session")
+def private_stack(
+    private_services: PrivateServices, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """A worker and beat on the private services. Nodes time out after 5 s, so a lease a
+    fault leaves behind expires within the test. Logs are JSON and the worker serves its
+    metrics, as in compose."""
+    tmp = tmp_path_factory.mktemp("private-stack")
+    env = {
+        **os.environ,
+        **STACK_ENV,
+        "DUALMCP_NODE_TIMEOUT_S": "5",  # a restart's stale lease expires within the test
+        "DATABASE_URL": private_services.database_url,
+        "REDIS_URL": private_services.redis_url,
+        "DUALMCP_LOG_FORMAT": "json",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp / "worker-metrics"),
+        "DUALMCP_WORKER_METRICS_PORT": str(free_port()),
+        "DUALMCP_WORKER_METRICS_ADDR": "127.0.0.1",
+    }
+    engine = make_engine(private_services.database_url)
+    stack = Stack(env, make_session_factory(engine), tmp)
+    try:
+        stack.start_worker()
+        stack.start_beat(tmp / "beat-schedule")
+        yield stack
+    finally:
+        stack.stop()
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def private_web_url(private_stack: Stack) -> Iterator[str]:
+    """gunicorn on the private services, its two processes' metrics added up as in the image."""
+    metrics_dir = private_stack.logs / "web-metrics"
+    with gunicorn(private_stack, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}) as url:
+        yield url
+
+
+def execute(web_url: str, workflow_id: str, payload: Any = None) -> Any:
+    """POST /api/workflow/execute as an admin; the httpx response."""
+    import httpx
+
+    return httpx.post(
+        f"{web_url}/api/workflow/execute",
+        json={"workflow_id": workflow_id, "input": payload or {}},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=10,
+    )

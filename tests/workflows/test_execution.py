@@ -179,3 +179,14 @@ def test_payload_data_in_a_condition_is_a_value_never_an_expression(
     with sessions() as session:
         check = get_run(session, run_id)["nodes"][0]
     assert check["output"] == {"result": True, "branch": "then"}
+
+
+def test_sweeper_republishes_a_node_whose_publish_failed_at_once(
+    sessions: sessionmaker, settings: Settings, worker: Driver
+) -> None:
+    run_id = worker.start(ONE_NODE, {"n": 1})
+    with sessions.begin() as session:  # what app/tasks/dispatch.py does when the broker refuses
+        session.execute(update(NodeRun).values(published_at=None))
+    with sessions.begin() as session:
+        refs = sweep(session, settings)
+    assert [(ref.run_id, ref.node_id) for ref in refs] == [(run_id, "only")]

@@ -1,0 +1,58 @@
+"""`dualmcp healthcheck`: the image's HEALTHCHECK, one command for the three roles.
+
+The role comes from `--role` or DUALMCP_ROLE (compose and the Kubernetes manifests set it):
+- web: GET /healthz on the local gunicorn answers 200;
+- worker: this host's Celery worker answers a ping through the broker (it is consuming);
+- beat: the broker answers (beat only publishes; `dualmcp_sweeps_total` shows it works).
+Exit 0 when healthy, 1 otherwise, with one line saying why.
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+from typing import Literal
+
+Role = Literal["web", "worker", "beat"]
+ROLES: tuple[Role, ...] = ("web", "worker", "beat")
+TIMEOUT_S = 5.0
+
+
+def check(role: Role, web_port: int = 8000) -> str | None:
+    """None when healthy, else the reason."""
+    try:
+        if role == "web":
+            return _check_web(web_port)
+        if role == "worker":
+            return _check_worker()
+        return _check_broker()
+    except Exception as exc:  # any failure is "unhealthy", said in one line
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _check_web(port: int) -> str | None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=TIMEOUT_S) as reply:
+        return None if reply.status == 200 else f"/healthz answered {reply.status}"
+
+
+def _check_worker() -> str | None:
+    from app.tasks import celery
+
+    node = f"celery@{socket.gethostname()}"
+    replies = celery.control.ping(destination=[node], timeout=TIMEOUT_S)
+    return None if replies else f"worker {node} did not answer a ping"
+
+
+def _check_broker() -> str | None:
+    import redis
+
+    from app.config import get_settings
+
+    client = redis.Redis.from_url(
+        get_settings().broker_url, socket_connect_timeout=TIMEOUT_S, socket_timeout=TIMEOUT_S
+    )
+    try:
+        client.ping()
+    finally:
+        client.close()
+    return None

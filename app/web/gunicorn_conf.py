@@ -1,0 +1,32 @@
+"""gunicorn settings for the front end, loaded with `-c python:app.web.gunicorn_conf`.
+
+Command-line flags and GUNICORN_CMD_ARGS set the rest (`--bind 0.0.0.0:8000`; WEB_CONCURRENCY
+sets the worker count). What this adds: the project's log format for gunicorn's own lines and the
+access log, and the hooks multiprocess metrics need (PROMETHEUS_MULTIPROC_DIR).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from app import metrics
+from app.config import get_settings
+from app.logs import logging_config
+
+logconfig_dict = logging_config(get_settings())
+accesslog = "-"
+# Heartbeat files on tmpfs: an overlay filesystem can stall them and get workers killed.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# A request outliving this is a bug (triggers only enqueue); SIGTERM waits as long.
+timeout = 30
+graceful_timeout = 30
+
+
+def on_starting(_server: Any) -> None:
+    """In the master, before any worker forks: drop an earlier run's metric files."""
+    metrics.reset_multiprocess_dir()
+
+
+def child_exit(_server: Any, worker: Any) -> None:
+    metrics.mark_process_dead(worker.pid)

@@ -1,0 +1,34 @@
+"""The scenarios of issue 4, in the order they run, all on one broker and one database.
+
+Each takes the Bench and fills in its metrics, details and notes; the light ones run first so
+a backlog left by a heavy one cannot skew them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bench.context import Bench
+from bench.scenarios.agents import agents
+from bench.scenarios.calibration import calibration
+from bench.scenarios.chain import raw_celery_chain
+from bench.scenarios.e2e import end_to_end_latency
+from bench.scenarios.ingest import ingest
+from bench.scenarios.nodes import control_nodes, db_round_trips, http_nodes
+from bench.scenarios.overload import overload
+from bench.scenarios.saturation import saturation
+
+Scenario = Callable[[Bench], None]
+
+SCENARIOS: list[tuple[str, Scenario]] = [
+    ("0. calibration", calibration),
+    ("1. raw Celery chain", raw_celery_chain),
+    ("2. http_request nodes", http_nodes),
+    ("2. control nodes", control_nodes),
+    ("   db round trips", db_round_trips),
+    ("4. end to end at 20 runs/s", end_to_end_latency),
+    ("5. agents", agents),
+    ("3. ingest", ingest),
+    ("4. saturation", saturation),
+    ("4. overload", overload),
+]

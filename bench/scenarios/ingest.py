@@ -1,0 +1,73 @@
+"""Scenario 3, ingest: signed Standard Webhooks triggers accepted per second through gunicorn.
+
+The worker consumes nothing meanwhile (its queues paused, beat's sweeper with them), so the
+front end is measured alone; the load generator sends `ingest_requests` distinct signed
+deliveries, closed loop, one connection per gunicorn worker, within `ingest_max_seconds`.
+The backlog it leaves is discarded afterwards (queues purged, runs cancelled).
+"""
+
+from __future__ import annotations
+
+from app.demo import new_webhook_secret
+from bench.context import Bench
+from bench.costs import phase_cost
+from bench.definitions import webhook_flow
+from bench.loadgen import LoadGenerator
+from bench.profiling import PySpy
+from bench.scenarios.triggers import admitted, fire_serially, status_counts, trigger_spec
+from bench.stack import GUNICORN_WORKERS
+from bench.stats import rounded, summarize_ms
+
+
+def ingest(bench: Bench) -> None:
+    plan = bench.plan
+    workflow_id = "bench-ingest"
+    secret = new_webhook_secret()
+    bench.put_workflow(webhook_flow(workflow_id, secret))
+    fire_serially(bench, workflow_id, secret, plan.warmup)
+    spec = trigger_spec(
+        bench,
+        workflow_id,
+        secret,
+        mode="burst",
+        concurrency=GUNICORN_WORKERS,
+        count=plan.ingest_requests,
+        max_seconds=plan.ingest_max_seconds,
+    )
+    with bench.workers_paused():
+        try:
+            profile = PySpy.for_bench(bench, "web", "ingest")
+            before = bench.reading(tasks=False)
+            loaded = (
+                LoadGenerator("ingest", spec, bench.workdir)
+                .start()
+                .wait(plan.ingest_max_seconds + 60)
+            )
+            after = bench.reading(tasks=False)
+            if profile:
+                bench.details.setdefault("profile", {})["web_during_ingest"] = profile.stop()
+        finally:
+            bench.discard_runs(workflow_id)
+    records = loaded["records"]
+    run_ids = admitted(records)
+    if records:
+        first = min(record[0] for record in records)
+        last = max(record[0] + record[1] for record in records)
+        bench.metrics["ingest_per_s"] = rounded(len(run_ids) / max(last - first, 1e-9), 1)
+    answers = summarize_ms([record[1] for record in records if record[2] == 202])
+    bench.metrics["ingest_p99_ms"] = answers["p99_ms"]
+    cost = phase_cost(before, after, len(run_ids), "trigger")
+    bench.metrics["ingest_cpu_ms_per_trigger"] = cost["cpu_ms_per_unit"]
+    bench.details["ingest"] = {
+        "sent": len(records),
+        "accepted": len(run_ids),
+        "answers": status_counts(records),
+        "errors": len(records) - len(run_ids),
+        "concurrency": GUNICORN_WORKERS,
+        "gunicorn_workers": GUNICORN_WORKERS,
+        "accepted_answer": answers,
+        "load_generator_cpu_ms_per_request": rounded(
+            loaded["cpu_s"] * 1000 / max(len(records), 1), 3
+        ),
+        "cost_per_trigger": cost,
+    }

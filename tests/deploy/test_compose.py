@@ -1,0 +1,114 @@
+"""docker-compose.yml, checked by Debian's `docker-compose config` (no Docker engine needed),
+and .env.example, which must name every setting the code reads."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from app.config import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    """The file as Compose resolves it with the example settings."""
+    tool = shutil.which("docker-compose")
+    if tool is None:
+        pytest.fail(
+            "docker-compose is required (Debian package docker-compose); .ci/test.sh installs it",
+            pytrace=False,
+        )
+    result = subprocess.run(
+        [tool, "--env-file", ".env.example", "-f", "docker-compose.yml", "config"],
+        cwd=REPO,
+        env={**os.environ, "DUALMCP_ENV_FILE": ".env.example"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def _seconds(duration: str) -> float:
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(ms|h|m|s)", str(duration)))
+
+
+def test_every_service_ops_expect_is_there(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {
+        "postgres",
+        "redis",
+        "migrate",
+        "web",
+        "worker",
+        "beat",
+        "flower",
+    }
+
+
+def test_postgres_and_redis_keep_their_data_in_volumes(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert any("/var/lib/postgresql/data" in v for v in services["postgres"]["volumes"])
+    assert any(":/data" in v for v in services["redis"]["volumes"])
+    assert {"postgres-data", "redis-data"} <= set(compose["volumes"])
+
+
+def test_the_broker_never_evicts_and_keeps_an_append_only_file(compose: dict[str, Any]) -> None:
+    command = compose["services"]["redis"]["command"]
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert command[command.index("--appendonly") + 1] == "yes"
+
+
+def test_web_worker_and_beat_start_only_after_the_migrations(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["migrate"]["command"] == ["dualmcp", "db", "upgrade"]
+    assert services["migrate"]["restart"] == "no"
+    for name in ("web", "worker", "beat"):
+        depends = services[name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully", name
+    assert "gunicorn" in services["web"]["command"]
+
+
+def test_workers_scale_and_shut_down_warm(compose: dict[str, Any]) -> None:
+    worker = compose["services"]["worker"]
+    assert "ports" not in worker and "container_name" not in worker  # --scale worker=N works
+    assert worker["stop_signal"] == "SIGTERM"
+    soft_timeout = Settings().soft_shutdown_timeout_s
+    assert _seconds(worker["stop_grace_period"]) >= soft_timeout + 20
+    assert worker["environment"]["DUALMCP_WORKER_METRICS_PORT"] == "9808"
+
+
+def test_flower_listens_on_localhost_only_by_default(compose: dict[str, Any]) -> None:
+    assert compose["services"]["flower"]["ports"][0].startswith("127.0.0.1:")
+
+
+def test_the_app_containers_log_json_and_share_metrics_across_processes(
+    compose: dict[str, Any],
+) -> None:
+    for name in ("web", "worker", "beat", "migrate"):
+        environment = compose["services"][name]["environment"]
+        assert environment["DUALMCP_LOG_FORMAT"] == "json", name
+        assert environment["PROMETHEUS_MULTIPROC_DIR"], name
+
+
+def test_env_example_names_every_setting_and_every_compose_variable() -> None:
+    example = (REPO / ".env.example").read_text()
+    named = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, re.MULTILINE))
+    settings = {
+        field.validation_alias.choices[0]  # type: ignore[union-attr]
+        for field in Settings.model_fields.values()
+    }
+    compose_file = (REPO / "docker-compose.yml").read_text()
+    interpolated = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)[:}?-]", compose_file))
+    assert settings - named == set(), "add these settings to .env.example"
+    assert interpolated - named - {"DUALMCP_ENV_FILE"} == set(), "add these to .env.example"
