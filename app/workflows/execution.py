@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, insert, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,6 +24,7 @@ from app.config import Settings
 from app.engine import routing
 from app.engine.schema import WorkflowDefinition
 from app.models import NodeRun, WorkflowRun, utcnow
+from app.workflows import statements as sql
 from app.workflows.runs import NodeRef
 from app.workflows.store import get_definition
 
@@ -89,19 +90,7 @@ def lease_node(session: Session, run_id: str, node_id: str, settings: Settings) 
     stale attempt, and the sweeper publishes the node again (at-least-once, as promised).
     """
     run_uuid = uuid.UUID(run_id)
-    rows = session.execute(
-        select(
-            WorkflowRun.workflow_id,
-            WorkflowRun.workflow_version,
-            WorkflowRun.input,
-            WorkflowRun.status.label("run_status"),
-            NodeRun.node_id,
-            NodeRun.status,
-            NodeRun.output,
-        )
-        .join(NodeRun, NodeRun.run_id == WorkflowRun.run_id)
-        .where(WorkflowRun.run_id == run_uuid)
-    ).all()
+    rows = session.execute(sql.RUN_WITH_NODE_STATES, {"p_run_id": run_uuid}).all()
     if not rows or rows[0].run_status not in ACTIVE_RUN:
         return None
     run = rows[0]
@@ -112,43 +101,20 @@ def lease_node(session: Session, run_id: str, node_id: str, settings: Settings) 
     lease_until = now + timedelta(
         seconds=node_timeout_s(definition, node_id, settings) + settings.lease_grace_s
     )
-    claimable = or_(
-        and_(
-            NodeRun.status.in_(("pending", "retrying")),
-            or_(NodeRun.next_attempt_at.is_(None), NodeRun.next_attempt_at <= now),
-        ),
-        # A redelivered message may take over a lease whose worker died (capped: celery#9082).
-        and_(
-            NodeRun.status == "running",
-            NodeRun.lease_expires_at < now,
-            NodeRun.redeliveries < settings.max_redeliveries,
-        ),
-    )
-    run_is_active = (
-        select(WorkflowRun.run_id)
-        .where(WorkflowRun.run_id == run_uuid, WorkflowRun.status.in_(ACTIVE_RUN))
-        .exists()
-    )
     claimed = session.execute(
-        update(NodeRun)
-        .where(NodeRun.run_id == run_uuid, NodeRun.node_id == node_id, claimable, run_is_active)
-        .values(
-            redeliveries=NodeRun.redeliveries + case((NodeRun.status == "running", 1), else_=0),
-            status="running",
-            attempt=NodeRun.attempt + 1,
-            lease_expires_at=lease_until,
-            started_at=now,
-        )
-        .returning(NodeRun.attempt, NodeRun.redeliveries)
+        sql.CLAIM_NODE,
+        {
+            "p_run_id": run_uuid,
+            "p_node_id": node_id,
+            "p_now": now,
+            "p_lease_until": lease_until,
+            "p_max_redeliveries": settings.max_redeliveries,
+        },
     ).first()
     if claimed is None:
         return None
     if run.run_status == "queued":  # the run's first node: the run starts now
-        session.execute(
-            update(WorkflowRun)
-            .where(WorkflowRun.run_id == run_uuid, WorkflowRun.status == "queued")
-            .values(status="running", started_at=now)
-        )
+        session.execute(sql.START_RUN, {"p_run_id": run_uuid, "p_now": now})
     states = {row.node_id: routing.NodeState(row.status, row.output) for row in rows}
     states[node_id] = routing.NodeState("running")
     return Lease(
@@ -201,12 +167,7 @@ def complete_node(
         # Parallel branches: completions of one run are serialised on the run row, so a join
         # sees every predecessor and exactly one completion closes the run. A workflow without
         # fan-out has one node in flight at a time and needs no lock.
-        run_status = (
-            session.scalar(
-                select(WorkflowRun.status).where(WorkflowRun.run_id == run_uuid).with_for_update()
-            )
-            or "cancelled"
-        )
+        run_status = session.scalar(sql.LOCK_RUN, {"p_run_id": run_uuid}) or "cancelled"
     node = lease.definition.node(lease.node_id)
     failures = lease.attempt - lease.redeliveries
     retry = (
@@ -215,41 +176,40 @@ def complete_node(
         and routing.should_retry(node.retry, failures)
         and run_status in ACTIVE_RUN
     )
-    values: dict[str, Any] = {"lease_expires_at": None, "error": outcome.error}
     completion = Completion()
+    fence = {
+        "p_run_id": run_uuid,
+        "p_node_id": lease.node_id,
+        "p_attempt": lease.attempt,
+        "p_error": outcome.error,
+    }
     if retry:
         delay = routing.retry_delay_s(node.retry, failures, random.random())
-        values.update(status="retrying", next_attempt_at=now + timedelta(seconds=delay))
         # Short waits get a countdown hint; long ones are left to the sweeper, so no ETA ever
         # outlives the broker's visibility timeout.
-        if delay <= min(60.0, settings.visibility_timeout / 2):
-            values["published_at"] = now
+        hinted = delay <= min(60.0, settings.visibility_timeout / 2)
+        if hinted:
             completion.to_publish.append(NodeRef(lease.run_id, lease.node_id, countdown=delay))
-        else:
-            values["published_at"] = None
+        fenced = session.execute(
+            sql.RETRY_NODE,
+            fence
+            | {
+                "p_next_attempt_at": now + timedelta(seconds=delay),
+                "p_published_at": now if hinted else None,
+            },
+        )
+        new_status = "retrying"
     else:
-        values.update(
-            status="succeeded" if outcome.succeeded else "failed",
-            output=outcome.output,
-            finished_at=now,
+        new_status = "succeeded" if outcome.succeeded else "failed"
+        fenced = session.execute(
+            sql.FINISH_NODE,
+            fence | {"p_status": new_status, "p_output": outcome.output, "p_now": now},
         )
-    fenced = session.execute(
-        update(NodeRun)
-        .where(
-            NodeRun.run_id == run_uuid,
-            NodeRun.node_id == lease.node_id,
-            NodeRun.status == "running",
-            NodeRun.attempt == lease.attempt,
-        )
-        .values(**values)
-    )
     if fenced.rowcount == 0:  # type: ignore[attr-defined]
         return Completion()  # the lease was taken back (sweeper); someone else owns the node
     if retry or run_status not in ACTIVE_RUN:
         return completion
-    _route(
-        session, lease, settings, now, completion, claim_inline, values["status"], outcome.output
-    )
+    _route(session, lease, settings, now, completion, claim_inline, new_status, outcome.output)
     return completion
 
 
@@ -293,11 +253,7 @@ def _route(
     else:
         states = {
             row.node_id: routing.NodeState(row.status, row.output)
-            for row in session.execute(
-                select(NodeRun.node_id, NodeRun.status, NodeRun.output).where(
-                    NodeRun.run_id == run_uuid
-                )
-            )
+            for row in session.execute(sql.NODE_STATES, {"p_run_id": run_uuid})
         }
     decision = routing.advance(definition, states)
     claimed = [n for n in decision.to_run if claim_inline and _is_control_node(definition, n)]
@@ -314,7 +270,7 @@ def _route(
             )
         states[row["node_id"]] = routing.NodeState(row["status"])
     if rows:
-        session.execute(insert(NodeRun), rows)
+        session.execute(sql.INSERT_NODE_RUNS, rows)
     finished = routing.run_outcome(definition, states)
     if finished is not None:
         if _finish_run(session, run_uuid, definition, states, finished, now):
@@ -362,6 +318,9 @@ def _new_node_run(
         "next_attempt_at": now,
         "published_at": now,
         "finished_at": now if skipped else None,
+        # Every row names the same columns: one executemany for all of them.
+        "started_at": None,
+        "lease_expires_at": None,
     }
 
 
