@@ -62,3 +62,16 @@ def test_resetting_the_directory_keeps_this_process_files(tmp_path: Path, monkey
     metrics.reset_multiprocess_dir()
 
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([own.name, "notes.txt"])
+
+
+def test_an_llm_call_counts_its_tokens_by_provider() -> None:
+    from app.config import Settings
+    from app.llm import ChatMessage, LLMConfig, LLMProviders
+    from app.metrics import LLM_TOKENS
+
+    before = LLM_TOKENS.labels("echo")._value.get()
+    providers = LLMProviders(Settings(), None)
+    completion = providers.complete(
+        [ChatMessage("user", "three small words")], "", LLMConfig(provider="echo")
+    )
+    assert LLM_TOKENS.labels("echo")._value.get() - before == sum(completion.usage.values()) > 0

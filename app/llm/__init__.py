@@ -18,6 +18,7 @@ from app.config import Settings
 from app.errors import LLMRequestFailed
 from app.llm.base import ChatMessage, Completion, Provider, provider_error, redact
 from app.llm.config import DEFAULT_MODELS, LLMConfig, ProviderName
+from app.metrics import record_llm_tokens
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -76,8 +77,10 @@ class LLMProviders:
     def complete(
         self, messages: Sequence[ChatMessage], system: str, config: LLMConfig
     ) -> Completion:
-        """One call to the provider `config` names."""
-        return self.get(config.provider).complete(messages, system, config)
+        """One call to the provider `config` names; its tokens are counted for GET /metrics."""
+        completion = self.get(config.provider).complete(messages, system, config)
+        record_llm_tokens(completion.provider, sum(completion.usage.values()))
+        return completion
 
     def close(self) -> None:
         with self._lock:

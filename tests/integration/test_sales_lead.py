@@ -422,3 +422,30 @@ def _sms_text(name: str) -> str:
         f"Hi {name}, thanks for your interest in Example Corp! "
         "A sales engineer will call you today."
     )
+
+
+def test_no_secret_reaches_a_log_or_a_run(sales: SalesStack) -> None:
+    """After a run (and every earlier one of this module): the CRM token, the webhook secret,
+    the SMTP password, the Twilio token and the encryption key are in no log of web, worker or
+    beat, nor in any run's nodes (outputs and errors)."""
+    assert sales.finished(sales.fire("45").json()["run_id"])["status"] == "succeeded"
+    secrets = {
+        "crm token": CRM_TOKEN,
+        "webhook secret": sales.receiver.secret,
+        "smtp password": "smtp-pass-e2e",
+        "twilio token": TWILIO_TOKEN,
+        "encryption key": sales.stack.env["DUALMCP_ENCRYPTION_KEY"],
+    }
+    logs = {path.name: path.read_text(errors="replace") for path in sales.stack.logs.glob("*.log")}
+    assert any(name.startswith("worker") for name in logs)
+    page = httpx.get(
+        f"{sales.url}/api/runs", params={"workflow_id": WORKFLOW_ID}, headers=ADMIN, timeout=10
+    ).json()
+    runs = [
+        httpx.get(f"{sales.url}/api/runs/{run['run_id']}", headers=ADMIN, timeout=10).text
+        for run in page["runs"]
+    ]
+    assert runs
+    for what, secret in secrets.items():
+        assert [name for name, text in logs.items() if secret in text] == [], what
+        assert not any(secret in run for run in runs), what
