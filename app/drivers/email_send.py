@@ -78,8 +78,13 @@ class EmailSendDriver(Driver):
         message = build_message(params, sender, to, cc, message_id(ctx.idempotency_key, sender))
         summary = {"id": message["Message-ID"], "to": to, "cc": cc, "subject": params.subject}
         if server is None:
-            stored = {"from": sender, **summary, "reply_to": params.reply_to, "body": params.body}
-            stored["html"] = params.html
+            stored = {
+                "from": sender,
+                **summary,
+                "reply_to": params.reply_to,
+                "body": params.body,
+                "html": params.html,
+            }
             return ledger.deliver_to_outbox(
                 effect,
                 "email",
