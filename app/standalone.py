@@ -53,7 +53,7 @@ class StandaloneConfig:
 def configure_environment(host: str, port: int, demo: bool) -> StandaloneConfig:
     """Point the settings at SQLite and the in-memory broker; pick the admin key to print."""
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{Path.cwd() / 'dualmcp.db'}")
-    os.environ["CELERY_BROKER_URL"] = "memory://"
+    os.environ["CELERY_BROKER_URL"] = "memory://localhost//"  # a host: kombu warns without one
     # Agent replies: the front end and the worker share this process, so memory is enough.
     os.environ["CELERY_RESULT_BACKEND"] = "cache+memory://"
     if not os.environ.get("DUALMCP_CACHE_URL"):
