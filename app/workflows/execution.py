@@ -11,6 +11,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -214,25 +215,54 @@ def complete_node(
 
 
 def complete_with_retry(
-    sessions: sessionmaker[Session], lease: Lease, outcome: Outcome, settings: Settings
+    sessions: sessionmaker[Session],
+    lease: Lease,
+    outcome: Outcome,
+    settings: Settings,
+    run_control_node: Callable[[Lease], Outcome] | None = None,
 ) -> Completion:
     """complete_node in its own transaction, tried again while the database is unreachable.
 
     The driver has already run: waiting for PostgreSQL to come back beats running the driver
     again, which is what giving up means (the lease expires, the sweeper hands the node out
     anew). The completion is fenced on the attempt, so a repeat of a committed one is a no-op.
+
+    With `run_control_node`, the control nodes this completion leases to us run inside the same
+    transaction, each recorded as its own node_run: they are pure (no I/O), so one commit serves
+    the whole chain, and if it is lost they simply run again.
     """
     delay, give_up_at = 0.25, time.monotonic() + COMPLETION_RETRY_S
     while True:
         try:
             with sessions.begin() as session:
-                return complete_node(session, lease, outcome, settings, claim_inline=True)
+                completion = complete_node(session, lease, outcome, settings, claim_inline=True)
+                if run_control_node is not None:
+                    _complete_claimed_in(session, completion, run_control_node, settings)
+                return completion
         except OperationalError:
             if time.monotonic() + delay > give_up_at:
                 raise
             log.warning("database unreachable while completing a node; retrying in %gs", delay)
             time.sleep(delay)
             delay = min(delay * 2, 4.0)
+
+
+def _complete_claimed_in(
+    session: Session,
+    completion: Completion,
+    run_control_node: Callable[[Lease], Outcome],
+    settings: Settings,
+) -> None:
+    """Run and complete the claimed control nodes (and those they claim) in `session`."""
+    claimed, completion.claimed = completion.claimed, []
+    while claimed:
+        control = claimed.pop(0)
+        nested = complete_node(
+            session, control, run_control_node(control), settings, claim_inline=True
+        )
+        completion.to_publish += nested.to_publish
+        completion.finished = nested.finished or completion.finished
+        claimed += nested.claimed
 
 
 def _route(

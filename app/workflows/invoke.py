@@ -11,7 +11,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -157,26 +157,41 @@ def execute_node(
     to_publish: list[NodeRef] = []
     # What email/SMS drivers record and read; cheap handles on the durable session factory.
     effects, credentials = EffectLedger(sessions), CredentialVault(sessions, settings)
+
+    def run_control_node(lease: Lease) -> Outcome:
+        """A control node claimed by a completion: pure, run inside that completion's
+        transaction (app/workflows/execution.py complete_with_retry)."""
+        with log_context(run_id=lease.run_id, node_id=lease.node_id):
+            return _timed(lease, lambda claimed: invoke_driver(claimed, settings, http))
+
     while leases:
         current = leases.pop(0)
         with log_context(
             run_id=current.run_id, node_id=current.node_id, workflow_id=current.workflow_id
         ):
             try:
-                started = time.monotonic()
-                outcome = invoke_driver(
-                    current, settings, http, agents, effects=effects, credentials=credentials
-                )
-                metrics.record_node_duration(
-                    current.node.type,
-                    "succeeded" if outcome.succeeded else "failed",
-                    time.monotonic() - started,
+                outcome = _timed(
+                    current,
+                    lambda lease: invoke_driver(
+                        lease, settings, http, agents, effects=effects, credentials=credentials
+                    ),
                 )
             except HandBack:
                 return to_publish + hand_back_leases(sessions, [current, *leases])
-            completion = complete_with_retry(sessions, current, outcome, settings)
+            completion = complete_with_retry(
+                sessions, current, outcome, settings, run_control_node=run_control_node
+            )
         if completion.finished:
             metrics.record_run_finished(completion.finished)
         to_publish += completion.to_publish
         leases += completion.claimed
     return to_publish
+
+
+def _timed(lease: Lease, run: Callable[[Lease], Outcome]) -> Outcome:
+    """Run a node's driver and record its duration by type for GET /metrics."""
+    started = time.monotonic()
+    outcome = run(lease)
+    status = "succeeded" if outcome.succeeded else "failed"
+    metrics.record_node_duration(lease.node.type, status, time.monotonic() - started)
+    return outcome
