@@ -123,7 +123,7 @@ def _fire_webhook(workflow_id: str) -> Response:
     # writes event + run + entry node: the whole trigger is one BEGIN ... COMMIT.
     try:
         with context.sessions.begin() as session:
-            workflow = get_workflow(session, workflow_id)
+            workflow = get_workflow(session, workflow_id, with_json=False)
             scheme, secrets = _webhook_config(workflow)
             verified = _verify(workflow_id, scheme, secrets, raw)
             payload = cast(TriggerPayload, validate(TriggerPayload, read_json())).root

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from app import drivers
 from app.engine.schema import WorkflowDefinition
@@ -160,8 +160,11 @@ def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def get_workflow(session: Session, workflow_id: str) -> Workflow:
-    workflow = session.get(Workflow, workflow_id)
+def get_workflow(session: Session, workflow_id: str, *, with_json: bool = True) -> Workflow:
+    """The workflow row; `with_json=False` leaves its definition JSON unread (the trigger path
+    needs only status, version and trigger_config, and runs use the cached version)."""
+    options = [] if with_json else [defer(Workflow.workflow_json, raiseload=True)]
+    workflow = session.get(Workflow, workflow_id, options=options)
     if workflow is None:
         raise NotFound(f"no workflow with id {workflow_id!r}")
     return workflow
