@@ -17,13 +17,13 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from app import metrics
-from app.models import Workflow
 from app.web import signatures
 from app.web.admission import admit_new_run
 from app.web.api import endpoint, read_json, validate
 from app.web.context import web_context
 from app.web.errors import ApiError
-from app.workflows import get_workflow, start_run
+from app.workflows import start_run
+from app.workflows.store import TriggerTarget, get_trigger_target
 from app.workflows.triggers import IdempotencyKeyReused, Source, TriggerResult, accept_trigger
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def _fire_webhook(workflow_id: str) -> Response:
     # writes event + run + entry node: the whole trigger is one BEGIN ... COMMIT.
     try:
         with context.sessions.begin() as session:
-            workflow = get_workflow(session, workflow_id, with_json=False)
+            workflow = get_trigger_target(session, workflow_id)
             scheme, secrets = _webhook_config(workflow)
             verified = _verify(workflow_id, scheme, secrets, raw)
             payload = cast(TriggerPayload, validate(TriggerPayload, read_json())).root
@@ -176,7 +176,7 @@ def _answer(result: TriggerResult) -> Response:
     return response
 
 
-def _webhook_config(workflow: Workflow) -> tuple[str, list[str]]:
+def _webhook_config(workflow: TriggerTarget) -> tuple[str, list[str]]:
     """The trigger's scheme and secrets; 403 when the workflow takes no signed webhooks."""
     config = workflow.trigger_config or {}
     scheme = config.get("scheme") or "standard"

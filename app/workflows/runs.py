@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.engine.schema import TERMINAL_RUN_STATUSES
 from app.errors import Conflict, NotFound
 from app.models import NodeRun, Workflow, WorkflowRun, utcnow
-from app.workflows.store import get_definition, get_workflow
+from app.workflows.store import TriggerTarget, get_definition, get_workflow
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,10 @@ class StartedRun:
     to_publish: list[NodeRef] = field(default_factory=list)
 
 
+_INSERT_RUN = insert(cast(Table, WorkflowRun.__table__))
+_INSERT_NODE_RUN = insert(cast(Table, NodeRun.__table__))
+
+
 def start_run(
     session: Session,
     workflow_id: str,
@@ -45,7 +49,7 @@ def start_run(
     trigger_event_id: int | None = None,
     version: int | None = None,
     run_id: uuid.UUID | None = None,
-    workflow: Workflow | None = None,
+    workflow: Workflow | TriggerTarget | None = None,
 ) -> StartedRun:
     """Write the run (queued) and its entry node_run (pending); publish `to_publish` after
     commit. Callers that already hold the workflow row (or chose the run id) pass them in."""
@@ -59,7 +63,7 @@ def start_run(
     run_uuid = run_id or uuid.uuid4()
     # Core inserts: two statements and none of the unit of work's bookkeeping (a hot path).
     session.execute(
-        insert(cast(Table, WorkflowRun.__table__)),
+        _INSERT_RUN,
         {
             "run_id": run_uuid,
             "workflow_id": workflow_id,
@@ -71,7 +75,7 @@ def start_run(
         },
     )
     session.execute(
-        insert(cast(Table, NodeRun.__table__)),
+        _INSERT_NODE_RUN,
         {
             "run_id": run_uuid,
             "node_id": entry.id,

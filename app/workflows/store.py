@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
 from app import drivers
 from app.engine.schema import WorkflowDefinition
@@ -160,11 +161,31 @@ def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def get_workflow(session: Session, workflow_id: str, *, with_json: bool = True) -> Workflow:
-    """The workflow row; `with_json=False` leaves its definition JSON unread (the trigger path
-    needs only status, version and trigger_config, and runs use the cached version)."""
-    options = [] if with_json else [defer(Workflow.workflow_json, raiseload=True)]
-    workflow = session.get(Workflow, workflow_id, options=options)
+@dataclass(frozen=True)
+class TriggerTarget:
+    """What starting a run needs of a workflow row: read with one narrow Core query, without
+    the ORM's identity map or the definition JSON (the trigger path's hottest read)."""
+
+    workflow_id: str
+    status: str
+    version: int
+    trigger_config: dict[str, Any]
+
+
+_TRIGGER_TARGET = select(
+    Workflow.workflow_id, Workflow.status, Workflow.version, Workflow.trigger_config
+).where(Workflow.workflow_id == bindparam("p_workflow_id"))
+
+
+def get_trigger_target(session: Session, workflow_id: str) -> TriggerTarget:
+    row = session.execute(_TRIGGER_TARGET, {"p_workflow_id": workflow_id}).first()
+    if row is None:
+        raise NotFound(f"no workflow with id {workflow_id!r}")
+    return TriggerTarget(row.workflow_id, row.status, row.version, row.trigger_config or {})
+
+
+def get_workflow(session: Session, workflow_id: str) -> Workflow:
+    workflow = session.get(Workflow, workflow_id)
     if workflow is None:
         raise NotFound(f"no workflow with id {workflow_id!r}")
     return workflow

@@ -12,15 +12,16 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, DualMCPError
 from app.models import TriggerEvent, Workflow, utcnow
 from app.workflows.runs import NodeRef, start_run
+from app.workflows.store import TriggerTarget
 
 #: Where a key comes from; each source has its own key space, so they never collide.
 Source = Literal["webhook", "api", "schedule"]
@@ -50,7 +51,7 @@ def accept_trigger(
     payload: Any,
     *,
     source: Source = "webhook",
-    workflow: Workflow | None = None,
+    workflow: Workflow | TriggerTarget | None = None,
 ) -> TriggerResult:
     """Record the delivery and start its run, or return the run its first delivery started.
 
@@ -62,17 +63,15 @@ def accept_trigger(
     digest = request_hash(raw_body)
     run_id = uuid.uuid4()
     event_id = session.scalar(
-        _insert_for(session)
-        .values(
-            workflow_id=workflow_id,
-            idempotency_key=key,
-            request_hash=digest,
-            payload=payload,
-            received_at=utcnow(),
-            run_id=run_id,
-        )
-        .on_conflict_do_nothing(index_elements=["workflow_id", "idempotency_key"])
-        .returning(TriggerEvent.id)
+        _insert_for(session),
+        {
+            "workflow_id": workflow_id,
+            "idempotency_key": key,
+            "request_hash": digest,
+            "payload": payload,
+            "received_at": utcnow(),
+            "run_id": run_id,
+        },
     )
     if event_id is None:
         return _first_delivery(session, workflow_id, key, digest)
@@ -112,10 +111,26 @@ def _first_delivery(session: Session, workflow_id: str, key: str, digest: str) -
 
 
 def _insert_for(session: Session) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT (PostgreSQL and SQLite alike)."""
+    """The dialect's INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once per dialect
+    (PostgreSQL and SQLite alike; building it per request showed in the front end's profile)."""
     dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(TriggerEvent)
-    if dialect == "sqlite":
-        return sqlite.insert(TriggerEvent)
-    raise NotImplementedError(f"idempotent triggers need PostgreSQL or SQLite, not {dialect}")
+    statement = _inserts.get(dialect)
+    if statement is None:
+        base: Any
+        if dialect == "postgresql":
+            base = postgresql.insert(_trigger_events)
+        elif dialect == "sqlite":
+            base = sqlite.insert(_trigger_events)
+        else:
+            raise NotImplementedError(
+                f"idempotent triggers need PostgreSQL or SQLite, not {dialect}"
+            )
+        statement = base.on_conflict_do_nothing(
+            index_elements=["workflow_id", "idempotency_key"]
+        ).returning(_trigger_events.c.id)
+        _inserts[dialect] = statement
+    return statement
+
+
+_trigger_events = cast(Table, TriggerEvent.__table__)
+_inserts: dict[str, Any] = {}
