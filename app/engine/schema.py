@@ -23,6 +23,8 @@ NodeStatus = Literal[
 TERMINAL_NODE_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "skipped", "cancelled"})
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL_RUN_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+#: Run statuses in which nodes may still be claimed and routed.
+ACTIVE_RUN_STATUSES: tuple[str, ...] = ("queued", "running")
 #: The one node type the engine knows by name: it routes with `then` / `else` instead of `next`.
 CONDITIONAL_NODE_TYPE = "conditional"
 

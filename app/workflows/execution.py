@@ -23,13 +23,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from app import drivers
 from app.config import Settings
 from app.engine import routing
-from app.engine.schema import WorkflowDefinition
+from app.engine.schema import ACTIVE_RUN_STATUSES, WorkflowDefinition
 from app.models import NodeRun, WorkflowRun, utcnow
 from app.workflows import statements as sql
 from app.workflows.runs import NodeRef
 from app.workflows.store import get_definition
 
-ACTIVE_RUN = ("queued", "running")
 #: Seconds a node's completion keeps trying while the database is unreachable.
 COMPLETION_RETRY_S = 30.0
 
@@ -92,7 +91,7 @@ def lease_node(session: Session, run_id: str, node_id: str, settings: Settings) 
     """
     run_uuid = uuid.UUID(run_id)
     rows = session.execute(sql.RUN_WITH_NODE_STATES, {"p_run_id": run_uuid}).all()
-    if not rows or rows[0].run_status not in ACTIVE_RUN:
+    if not rows or rows[0].run_status not in ACTIVE_RUN_STATUSES:
         return None
     run = rows[0]
     definition = get_definition(session, run.workflow_id, run.workflow_version)
@@ -175,7 +174,7 @@ def complete_node(
         not outcome.succeeded
         and outcome.retryable
         and routing.should_retry(node.retry, failures)
-        and run_status in ACTIVE_RUN
+        and run_status in ACTIVE_RUN_STATUSES
     )
     completion = Completion()
     fence = {
@@ -208,7 +207,7 @@ def complete_node(
         )
     if fenced.rowcount == 0:  # type: ignore[attr-defined]
         return Completion()  # the lease was taken back (sweeper); someone else owns the node
-    if retry or run_status not in ACTIVE_RUN:
+    if retry or run_status not in ACTIVE_RUN_STATUSES:
         return completion
     _route(session, lease, settings, now, completion, claim_inline, new_status, outcome.output)
     return completion
@@ -379,7 +378,7 @@ def _finish_run(
         )
     closed = session.execute(
         update(WorkflowRun)
-        .where(WorkflowRun.run_id == run_uuid, WorkflowRun.status.in_(ACTIVE_RUN))
+        .where(WorkflowRun.run_id == run_uuid, WorkflowRun.status.in_(ACTIVE_RUN_STATUSES))
         .values(status=status, finished_at=now, error=error)
     )
     return bool(closed.rowcount)  # type: ignore[attr-defined]

@@ -13,13 +13,13 @@ from typing import cast
 
 from sqlalchemy import Table, and_, bindparam, case, insert, or_, select, update
 
+from app.engine.schema import ACTIVE_RUN_STATUSES
 from app.models import NodeRun, WorkflowRun
 from app.models.base import UTCDateTime
 
 node_runs = cast(Table, NodeRun.__table__)
 runs = cast(Table, WorkflowRun.__table__)
 
-ACTIVE_RUN = ("queued", "running")
 _NOW = bindparam("p_now", type_=UTCDateTime())
 
 #: The run and every node_run of it, in one read (join: one row per node_run).
@@ -56,7 +56,7 @@ CLAIM_NODE = (
             ),
         ),
         select(runs.c.run_id)
-        .where(runs.c.run_id == bindparam("p_run_id"), runs.c.status.in_(ACTIVE_RUN))
+        .where(runs.c.run_id == bindparam("p_run_id"), runs.c.status.in_(ACTIVE_RUN_STATUSES))
         .exists(),
     )
     .values(

@@ -14,8 +14,9 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.engine.schema import ACTIVE_RUN_STATUSES
 from app.models import NodeRun, WorkflowRun, utcnow
-from app.workflows.execution import ACTIVE_RUN, Lease, Outcome, complete_node
+from app.workflows.execution import Lease, Outcome, complete_node
 from app.workflows.runs import NodeRef
 from app.workflows.store import get_definition
 
@@ -68,7 +69,7 @@ def sweep_once(session: Session, settings: Settings) -> SweepResult:
             or_(NodeRun.next_attempt_at.is_(None), NodeRun.next_attempt_at <= now),
             or_(NodeRun.published_at.is_(None), NodeRun.published_at < stale),
             NodeRun.run_id.in_(
-                select(WorkflowRun.run_id).where(WorkflowRun.status.in_(ACTIVE_RUN))
+                select(WorkflowRun.run_id).where(WorkflowRun.status.in_(ACTIVE_RUN_STATUSES))
             ),
         )
         .values(published_at=now)
