@@ -19,6 +19,7 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from bench import report
 from bench.context import Bench
@@ -50,9 +51,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="a setting for every app process, e.g. DUALMCP_MAX_QUEUE_DEPTH=200 (repeatable)",
     )
+    parser.add_argument(
+        "--only",
+        default="",
+        metavar="NAMES",
+        help="run only the scenarios whose names contain one of these comma-separated words "
+        "(e.g. 'chain,http'); for iterating on one number, not for published results",
+    )
     parser.add_argument("--out", type=Path, default=None, help="default bench/results/latest.json")
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     return parser.parse_args(argv)
+
+
+def selected(scenarios: list[tuple[str, Any]], only: str) -> list[tuple[str, Any]]:
+    """The scenarios named by --only (all when it is empty); calibration always runs."""
+    words = [word.strip().lower() for word in only.split(",") if word.strip()]
+    if not words:
+        return scenarios
+    return [
+        (name, scenario)
+        for name, scenario in scenarios
+        if "calibration" in name or any(word in name.lower() for word in words)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: stack up in {time.monotonic() - began:.1f}s", flush=True)
         from bench.scenarios import SCENARIOS
 
-        for name, scenario in SCENARIOS:
+        for name, scenario in selected(SCENARIOS, args.only):
             step = time.monotonic()
             print(f"bench: {name} ...", flush=True)
             try:
@@ -103,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_at_start": load_at_start,
             "complete": not failed,
             "profiled": args.profile,
+            "only": args.only or None,
         }
         try:
             if stack.database_url:

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from app import drivers
 from app.config import Settings
@@ -28,9 +26,6 @@ from app.models import NodeRun, WorkflowRun, utcnow
 from app.workflows import statements as sql
 from app.workflows.runs import NodeRef
 from app.workflows.store import get_definition
-
-#: Seconds a node's completion keeps trying while the database is unreachable.
-COMPLETION_RETRY_S = 30.0
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +78,14 @@ def node_timeout_s(definition: WorkflowDefinition, node_id: str, settings: Setti
 def lease_node(session: Session, run_id: str, node_id: str, settings: Settings) -> Lease | None:
     """Claim the node_run, or None when this message is a duplicate or the run is over.
 
-    Two statements and no transaction around them: one read (the run and its node states,
-    which give the definition and so the node's timeout), then the claim, one conditional
-    UPDATE. The caller may run this on a connection whose commits do not wait for fsync: a
-    claim lost in a crash leaves the node pending, the completion's fence then refuses the
-    stale attempt, and the sweeper publishes the node again (at-least-once, as promised).
+    No transaction around it: the caller may run this on a connection whose commits do not
+    wait for fsync. A claim lost in a crash leaves the node pending, the completion's fence then
+    refuses the stale attempt, and the sweeper publishes the node again (at-least-once, as
+    promised). On PostgreSQL the claim is one statement (`_lease_in_one_statement`); elsewhere
+    a read of the run and its node states, then one conditional UPDATE.
     """
+    if session.get_bind().dialect.name == "postgresql":
+        return _lease_in_one_statement(session, run_id, node_id, settings)
     run_uuid = uuid.UUID(run_id)
     rows = session.execute(sql.RUN_WITH_NODE_STATES, {"p_run_id": run_uuid}).all()
     if not rows or rows[0].run_status not in ACTIVE_RUN_STATUSES:
@@ -98,16 +95,13 @@ def lease_node(session: Session, run_id: str, node_id: str, settings: Settings) 
     if node_id not in definition.nodes_by_id:
         return None
     now = utcnow()
-    lease_until = now + timedelta(
-        seconds=node_timeout_s(definition, node_id, settings) + settings.lease_grace_s
-    )
     claimed = session.execute(
         sql.CLAIM_NODE,
         {
             "p_run_id": run_uuid,
             "p_node_id": node_id,
             "p_now": now,
-            "p_lease_until": lease_until,
+            "p_lease_until": now + _lease_s(definition, node_id, settings),
             "p_max_redeliveries": settings.max_redeliveries,
         },
     ).first()
@@ -115,22 +109,80 @@ def lease_node(session: Session, run_id: str, node_id: str, settings: Settings) 
         return None
     if run.run_status == "queued":  # the run's first node: the run starts now
         session.execute(sql.START_RUN, {"p_run_id": run_uuid, "p_now": now})
+    return _lease(run_id, node_id, claimed.attempt, claimed.redeliveries, definition, rows)
+
+
+def _lease_in_one_statement(
+    session: Session, run_id: str, node_id: str, settings: Settings
+) -> Lease | None:
+    """The claim, the run's start and the read of the run's node states in one round trip.
+
+    The lease is taken for the default node timeout, since the node's own is in the definition,
+    which the same statement names; a node with a timeout of its own pays one more UPDATE.
+    """
+    run_uuid = uuid.UUID(run_id)
+    now = utcnow()
+    default_lease = timedelta(seconds=settings.default_node_timeout_s + settings.lease_grace_s)
+    rows = session.execute(
+        sql.CLAIM_WITH_NODE_STATES,
+        {
+            "p_run_id": run_uuid,
+            "p_node_id": node_id,
+            "p_now": now,
+            "p_lease_until": now + default_lease,
+            "p_max_redeliveries": settings.max_redeliveries,
+        },
+    ).all()
+    claimed = next((row for row in rows if row.claimed_attempt is not None), None)
+    if claimed is None:
+        return None
+    definition = get_definition(session, claimed.workflow_id, claimed.workflow_version)
+    lease_s = _lease_s(definition, node_id, settings)
+    if lease_s != default_lease:
+        session.execute(
+            sql.SET_LEASE,
+            {
+                "p_run_id": run_uuid,
+                "p_node_id": node_id,
+                "p_attempt": claimed.claimed_attempt,
+                "p_lease_until": now + lease_s,
+            },
+        )
+    return _lease(
+        run_id, node_id, claimed.claimed_attempt, claimed.claimed_redeliveries, definition, rows
+    )
+
+
+def _lease_s(definition: WorkflowDefinition, node_id: str, settings: Settings) -> timedelta:
+    """How long a claim holds the node: its timeout plus the grace for a slow completion."""
+    return timedelta(seconds=node_timeout_s(definition, node_id, settings) + settings.lease_grace_s)
+
+
+def _lease(
+    run_id: str,
+    node_id: str,
+    attempt: int,
+    redeliveries: int,
+    definition: WorkflowDefinition,
+    rows: Sequence[Any],
+) -> Lease:
+    """The Lease for a claimed node, from the rows of the run and its node states."""
     states = {row.node_id: routing.NodeState(row.status, row.output) for row in rows}
     states[node_id] = routing.NodeState("running")
     return Lease(
         run_id=run_id,
         node_id=node_id,
-        attempt=claimed.attempt,
-        redeliveries=claimed.redeliveries,
-        workflow_id=run.workflow_id,
+        attempt=attempt,
+        redeliveries=redeliveries,
+        workflow_id=rows[0].workflow_id,
         definition=definition,
-        run_input=run.input,
-        outputs=_succeeded_outputs(states),
+        run_input=rows[0].input,
+        outputs=succeeded_outputs(states),
         states=states,
     )
 
 
-def _succeeded_outputs(states: dict[str, routing.NodeState]) -> dict[str, Any]:
+def succeeded_outputs(states: dict[str, routing.NodeState]) -> dict[str, Any]:
     return {
         node_id: state.output for node_id, state in states.items() if state.status == "succeeded"
     }
@@ -213,57 +265,6 @@ def complete_node(
     return completion
 
 
-def complete_with_retry(
-    sessions: sessionmaker[Session],
-    lease: Lease,
-    outcome: Outcome,
-    settings: Settings,
-    run_control_node: Callable[[Lease], Outcome] | None = None,
-) -> Completion:
-    """complete_node in its own transaction, tried again while the database is unreachable.
-
-    The driver has already run: waiting for PostgreSQL to come back beats running the driver
-    again, which is what giving up means (the lease expires, the sweeper hands the node out
-    anew). The completion is fenced on the attempt, so a repeat of a committed one is a no-op.
-
-    With `run_control_node`, the control nodes this completion leases to us run inside the same
-    transaction, each recorded as its own node_run: they are pure (no I/O), so one commit serves
-    the whole chain, and if it is lost they simply run again.
-    """
-    delay, give_up_at = 0.25, time.monotonic() + COMPLETION_RETRY_S
-    while True:
-        try:
-            with sessions.begin() as session:
-                completion = complete_node(session, lease, outcome, settings, claim_inline=True)
-                if run_control_node is not None:
-                    _complete_claimed_in(session, completion, run_control_node, settings)
-                return completion
-        except OperationalError:
-            if time.monotonic() + delay > give_up_at:
-                raise
-            log.warning("database unreachable while completing a node; retrying in %gs", delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 4.0)
-
-
-def _complete_claimed_in(
-    session: Session,
-    completion: Completion,
-    run_control_node: Callable[[Lease], Outcome],
-    settings: Settings,
-) -> None:
-    """Run and complete the claimed control nodes (and those they claim) in `session`."""
-    claimed, completion.claimed = completion.claimed, []
-    while claimed:
-        control = claimed.pop(0)
-        nested = complete_node(
-            session, control, run_control_node(control), settings, claim_inline=True
-        )
-        completion.to_publish += nested.to_publish
-        completion.finished = nested.finished or completion.finished
-        claimed += nested.claimed
-
-
 def _route(
     session: Session,
     lease: Lease,
@@ -285,7 +286,7 @@ def _route(
             for row in session.execute(sql.NODE_STATES, {"p_run_id": run_uuid})
         }
     decision = routing.advance(definition, states)
-    claimed = [n for n in decision.to_run if claim_inline and _is_control_node(definition, n)]
+    claimed = [n for n in decision.to_run if claim_inline and is_control_node(definition, n)]
     rows = [_new_node_run(run_uuid, definition, n, "skipped", now) for n in decision.to_skip]
     rows += [_new_node_run(run_uuid, definition, n, "pending", now) for n in decision.to_run]
     for row in rows:
@@ -306,7 +307,7 @@ def _route(
             completion.finished = finished
         if finished == "failed":
             return
-    outputs = _succeeded_outputs(states)
+    outputs = succeeded_outputs(states)
     for node_id in decision.to_run:
         if node_id in claimed:
             completion.claimed.append(
@@ -326,7 +327,7 @@ def _route(
             completion.to_publish.append(NodeRef(lease.run_id, node_id))
 
 
-def _is_control_node(definition: WorkflowDefinition, node_id: str) -> bool:
+def is_control_node(definition: WorkflowDefinition, node_id: str) -> bool:
     try:
         return drivers.get_driver(definition.node(node_id).type).inline
     except drivers.UnknownDriver:

@@ -27,13 +27,8 @@ from app.engine.templating import render_params
 from app.errors import DriverError, NodeTimeout, RetryableDriverError, TemplateError
 from app.logs import log_context
 from app.messaging.ledger import EffectLedger
-from app.workflows.execution import (
-    Lease,
-    Outcome,
-    complete_with_retry,
-    lease_node,
-    node_timeout_s,
-)
+from app.workflows.completion import complete_with_retry
+from app.workflows.execution import Lease, Outcome, lease_node, node_timeout_s
 from app.workflows.handback import HandBack, hand_back_leases, interruptible
 from app.workflows.runs import NodeRef
 
@@ -160,7 +155,7 @@ def execute_node(
 
     def run_control_node(lease: Lease) -> Outcome:
         """A control node claimed by a completion: pure, run inside that completion's
-        transaction (app/workflows/execution.py complete_with_retry)."""
+        commit (app/workflows/completion.py complete_with_retry)."""
         with log_context(run_id=lease.run_id, node_id=lease.node_id):
             return _timed(lease, lambda claimed: invoke_driver(claimed, settings, http))
 

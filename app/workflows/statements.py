@@ -11,7 +11,26 @@ from __future__ import annotations
 
 from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, case, insert, or_, select, update
+from sqlalchemy import (
+    Boolean,
+    Integer,
+    String,
+    Table,
+    and_,
+    bindparam,
+    case,
+    column,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.engine.schema import ACTIVE_RUN_STATUSES
 from app.models import NodeRun, WorkflowRun
@@ -21,6 +40,13 @@ node_runs = cast(Table, NodeRun.__table__)
 runs = cast(Table, WorkflowRun.__table__)
 
 _NOW = bindparam("p_now", type_=UTCDateTime())
+
+
+def _one_of(column: ColumnElement[str], values: tuple[str, ...]) -> ColumnElement[bool]:
+    """`column IN (...)` as plain `=` comparisons: an IN list is an "expanding" parameter that
+    SQLAlchemy renders again on every execution (it showed in the worker's profile)."""
+    return or_(*(column == value for value in values))
+
 
 #: The run and every node_run of it, in one read (join: one row per node_run).
 RUN_WITH_NODE_STATES = (
@@ -46,7 +72,7 @@ CLAIM_NODE = (
         node_runs.c.node_id == bindparam("p_node_id"),
         or_(
             and_(
-                node_runs.c.status.in_(("pending", "retrying")),
+                _one_of(node_runs.c.status, ("pending", "retrying")),
                 or_(node_runs.c.next_attempt_at.is_(None), node_runs.c.next_attempt_at <= _NOW),
             ),
             and_(
@@ -56,7 +82,7 @@ CLAIM_NODE = (
             ),
         ),
         select(runs.c.run_id)
-        .where(runs.c.run_id == bindparam("p_run_id"), runs.c.status.in_(ACTIVE_RUN_STATUSES))
+        .where(runs.c.run_id == bindparam("p_run_id"), _one_of(runs.c.status, ACTIVE_RUN_STATUSES))
         .exists(),
     )
     .values(
@@ -119,3 +145,112 @@ NODE_STATES = select(node_runs.c.node_id, node_runs.c.status, node_runs.c.output
 
 #: Serialise the completions of one run (fan-out only).
 LOCK_RUN = select(runs.c.status).where(runs.c.run_id == bindparam("p_run_id")).with_for_update()
+
+
+# PostgreSQL only, below: data-modifying CTEs put a claim or a whole completion into ONE
+# statement, so one round trip (and, on an autocommit connection, its own commit) does what
+# took a BEGIN, two to four statements and a COMMIT. SQLite keeps the statements above.
+
+_CLAIMED = CLAIM_NODE.returning(node_runs.c.node_id).cte("claimed")
+
+#: The claim, the run's start when this is its first node, and the run with every node state,
+#: in one round trip. Every row of the run's node_runs comes back; `claimed_attempt` is set on
+#: the claimed node's row only (NULL everywhere: a duplicate message, claim nothing). States
+#: are read from the snapshot before the claim, so the claimed node still shows its old status.
+CLAIM_WITH_NODE_STATES = (
+    select(
+        runs.c.workflow_id,
+        runs.c.workflow_version,
+        runs.c.input,
+        runs.c.status.label("run_status"),
+        node_runs.c.node_id,
+        node_runs.c.status,
+        node_runs.c.output,
+        _CLAIMED.c.attempt.label("claimed_attempt"),
+        _CLAIMED.c.redeliveries.label("claimed_redeliveries"),
+    )
+    .select_from(
+        runs.join(node_runs, node_runs.c.run_id == runs.c.run_id).outerjoin(
+            _CLAIMED, _CLAIMED.c.node_id == node_runs.c.node_id
+        )
+    )
+    .where(runs.c.run_id == bindparam("p_run_id"))
+    .add_cte(START_RUN.where(exists(select(_CLAIMED.c.node_id))).cte("started"))
+)
+
+#: Correct a lease taken with the default node timeout, for a node with a timeout of its own.
+SET_LEASE = (
+    update(node_runs)
+    .where(_FENCE)
+    .values(lease_expires_at=bindparam("p_lease_until", type_=UTCDateTime()))
+)
+
+_FENCED = FINISH_NODE.returning(node_runs.c.run_id).cte("fenced")
+#: The rows a completion adds, as one JSON array: control nodes already run (succeeded, with
+#: output and times), successors to publish (pending) and dead paths (skipped).
+_NEW_ROWS = (
+    func.jsonb_to_recordset(bindparam("p_rows", type_=JSONB))
+    .table_valued(
+        column("node_id", String),
+        column("node_type", String),
+        column("status", String),
+        column("attempt", Integer),
+        column("started_at", UTCDateTime()),
+        column("finished_at", UTCDateTime()),
+        column("output", JSONB),
+        name="new_rows",
+    )
+    .render_derived(with_types=True)
+)
+_INSERTED = (
+    insert(node_runs)
+    .from_select(
+        [
+            "run_id",
+            "node_id",
+            "node_type",
+            "status",
+            "attempt",
+            "redeliveries",
+            "next_attempt_at",
+            "published_at",
+            "started_at",
+            "finished_at",
+            "output",
+        ],
+        select(
+            _FENCED.c.run_id,
+            _NEW_ROWS.c.node_id,
+            _NEW_ROWS.c.node_type,
+            _NEW_ROWS.c.status,
+            _NEW_ROWS.c.attempt,
+            literal(0),
+            _NOW,
+            _NOW,
+            _NEW_ROWS.c.started_at,
+            _NEW_ROWS.c.finished_at,
+            _NEW_ROWS.c.output,
+        ).select_from(_FENCED.join(_NEW_ROWS, true())),
+    )
+    .cte("inserted")
+)
+_CLOSED = (
+    update(runs)
+    .where(
+        runs.c.run_id == bindparam("p_run_id"),
+        _one_of(runs.c.status, ACTIVE_RUN_STATUSES),
+        bindparam("p_close_run", type_=Boolean()),
+        exists(select(_FENCED.c.run_id)),
+    )
+    .values(status="succeeded", finished_at=bindparam("p_run_finished_at", type_=UTCDateTime()))
+    .returning(runs.c.run_id)
+    .cte("closed")
+)
+
+#: A node's completion in one statement: the fenced finish, the new rows (only if the fence
+#: held) and, with p_close_run, the run's success. Answers whether the fence held and whether
+#: this statement closed the run.
+COMPLETE_IN_ONE_STATEMENT = select(
+    select(func.count()).select_from(_FENCED).scalar_subquery().label("fenced"),
+    select(func.count()).select_from(_CLOSED).scalar_subquery().label("closed"),
+).add_cte(_INSERTED)

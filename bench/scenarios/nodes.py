@@ -15,6 +15,7 @@ from typing import Any
 from bench.context import Bench
 from bench.costs import phase_cost
 from bench.definitions import CHAIN_LENGTH, http_chain, transform_chain
+from bench.profiling import PySpy
 from bench.stack import BenchError
 from bench.stats import percentile, rounded, summarize_ms
 
@@ -64,7 +65,10 @@ def http_nodes(bench: Bench) -> None:
     """node_ms = p50 run latency / 8; node_overhead_ratio = node_ms / celery_chain_ms_per_task."""
     workflow_id = "bench-http8"
     bench.put_workflow(http_chain(workflow_id, bench.stack.echo_url))
+    profile = PySpy.for_bench(bench, "worker", "http_nodes")
     run_ids, cost = _serial_runs(bench, workflow_id)
+    if profile:
+        bench.details.setdefault("profile", {})["worker_during_http_nodes"] = profile.stop()
     runs = bench.run_times(run_ids)
     latencies = [run.finished - run.created for run in runs.values() if run.finished]
     p50 = percentile(latencies, 50)

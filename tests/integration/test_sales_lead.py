@@ -363,7 +363,10 @@ def test_a_worker_killed_between_sent_and_committed_does_not_send_twice(
         sales.smtp.release()  # 250: sent
         sales.stack.wait_for(lambda: _recorded(sales, key), 30, what="the sent effect")
         sales.stack.wait_for(lambda: _completion_waiting(sales), 30, what="the held completion")
-        sales.stack.kill_worker()  # sent and recorded, never committed
+        sales.stack.kill_worker()  # sent and recorded, never committed...
+        # ...and its statement with it: an autocommit completion already on the server would
+        # otherwise commit once the lock is released (the worker's host is gone, say).
+        _terminate_waiting_completions(sales)
         lock.rollback()
     locker.dispose()
     sales.stack.start_worker()
@@ -383,15 +386,24 @@ def _recorded(sales: SalesStack, key: str) -> bool:
         return session.get(SentEffect, key) is not None
 
 
+_WAITING_COMPLETIONS = (
+    "FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
+    # the fenced finish: alone, or first in the one-statement completion
+    "AND (query ILIKE 'UPDATE node_runs%' OR query ILIKE 'WITH fenced AS%')"
+)
+
+
+def _terminate_waiting_completions(sales: SalesStack) -> None:
+    with sales.stack.sessions() as session:
+        session.execute(sqlalchemy.text(f"SELECT pg_terminate_backend(pid) {_WAITING_COMPLETIONS}"))
+
+
 def _completion_waiting(sales: SalesStack) -> bool:
     """True when a backend waits on a row lock to update node_runs: the completion. Asked in
     a transaction of its own: PostgreSQL snapshots pg_stat_activity once per transaction."""
     with sales.stack.sessions() as session:
         waiting = session.execute(
-            sqlalchemy.text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND query ILIKE 'UPDATE node_runs%'"
-            )
+            sqlalchemy.text(f"SELECT count(*) {_WAITING_COMPLETIONS}")
         ).scalar()
     return bool(waiting)
 

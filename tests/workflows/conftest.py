@@ -45,9 +45,13 @@ class Driver:
     """Runs published node messages one at a time, in order, like a single worker would."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], settings: Settings, http: httpx.Client
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        http: httpx.Client,
+        claims: sessionmaker[Session] | None = None,
     ) -> None:
-        self.sessions, self.settings, self.http = sessions, settings, http
+        self.sessions, self.settings, self.http, self.claims = sessions, settings, http, claims
         self.queue: list[NodeRef] = []
 
     def start(self, definition: dict[str, Any], payload: Any = None) -> str:
@@ -62,7 +66,9 @@ class Driver:
         for _ in range(limit):
             if not self.queue:
                 return
-            successors = execute_node(self.sessions, self.settings, self.http, self.queue.pop(0))
+            successors = execute_node(
+                self.sessions, self.settings, self.http, self.queue.pop(0), claims=self.claims
+            )
             self.queue.extend(successors)
         raise AssertionError("the run did not settle")
 

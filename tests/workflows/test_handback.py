@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.models import NodeRun
 from app.workflows import NodeRef, save_workflow, start_run
-from app.workflows.execution import Outcome, complete_with_retry, lease_node
+from app.workflows.completion import complete_with_retry
+from app.workflows.execution import Outcome, lease_node
 from app.workflows.handback import hand_back, interrupt
 from app.workflows.invoke import execute_node
 from tests.http_peer import HttpPeer
@@ -137,7 +138,7 @@ def test_a_completion_waits_for_the_database_instead_of_running_the_driver_again
 def test_a_completion_gives_up_when_the_database_stays_away(
     sessions: sessionmaker, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("app.workflows.execution.COMPLETION_RETRY_S", 0.3)
+    monkeypatch.setattr("app.workflows.completion.COMPLETION_RETRY_S", 0.3)
     run_id = _start(sessions, _slow_call("http://127.0.0.1:9/never"))
     with sessions.begin() as session:
         lease = lease_node(session, run_id, "call", settings)
