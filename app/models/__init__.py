@@ -1,7 +1,12 @@
 """SQLAlchemy models for every table, and the session factory (never imports web or tasks)."""
 
 from app.models.base import Base, utcnow
-from app.models.session import make_claims_engine, make_engine, make_session_factory
+from app.models.session import (
+    each_statement_commits,
+    make_claims_engine,
+    make_engine,
+    make_session_factory,
+)
 from app.models.tables import (
     AgentMCP,
     AgentMessage,
@@ -31,6 +36,7 @@ __all__ = [
     "WorkflowRun",
     "WorkflowSchedule",
     "WorkflowVersion",
+    "each_statement_commits",
     "make_claims_engine",
     "make_engine",
     "make_session_factory",

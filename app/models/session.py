@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,6 +41,21 @@ def make_claims_engine(database_url: str) -> Engine | None:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def each_statement_commits(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session in which, on PostgreSQL, every statement is its own transaction (autocommit:
+    no BEGIN or COMMIT round trips; each commit as durable as any). For work whose writes are
+    one statement, so nothing needs a transaction around it. Elsewhere (SQLite) one
+    transaction, committed at the end of the block."""
+    with sessions() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            yield session
+        else:
+            with session.begin():
+                yield session
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.engine import routing
 from app.engine.schema import WorkflowDefinition
-from app.models import utcnow
+from app.models import each_statement_commits, utcnow
 from app.workflows import statements as sql
 from app.workflows.execution import (
     Completion,
@@ -216,9 +216,8 @@ def _write_chain(
     sessions: sessionmaker[Session], lease: Lease, planned: PlannedChain
 ) -> Completion:
     """One statement on an autocommit connection: its commit is the statement's own."""
-    with sessions() as session:
-        connection = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        result = connection.execute(
+    with each_statement_commits(sessions) as session:
+        result = session.execute(
             sql.COMPLETE_IN_ONE_STATEMENT,
             {
                 "p_run_id": uuid.UUID(lease.run_id),

@@ -14,14 +14,15 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Integer, String, Table, Uuid, bindparam, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, DualMCPError
-from app.models import TriggerEvent, Workflow, utcnow
+from app.models import NodeRun, TriggerEvent, Workflow, WorkflowRun, utcnow
+from app.models.base import UTCDateTime
 from app.workflows.runs import NodeRef, start_run
-from app.workflows.store import TriggerTarget
+from app.workflows.store import TriggerTarget, get_definition, get_trigger_target
 
 #: Where a key comes from; each source has its own key space, so they never collide.
 Source = Literal["webhook", "api", "schedule"]
@@ -62,6 +63,10 @@ def accept_trigger(
     key = stored_key(source, idempotency_key)
     digest = request_hash(raw_body)
     run_id = uuid.uuid4()
+    if session.get_bind().dialect.name == "postgresql":
+        return _accept_in_one_statement(
+            session, workflow_id, key, digest, payload, run_id, workflow
+        )
     event_id = session.scalar(
         _insert_for(session),
         {
@@ -79,6 +84,43 @@ def accept_trigger(
         session, workflow_id, payload, trigger_event_id=event_id, run_id=run_id, workflow=workflow
     )
     return TriggerResult(started.run_id, duplicate=False, to_publish=started.to_publish)
+
+
+def _accept_in_one_statement(
+    session: Session,
+    workflow_id: str,
+    key: str,
+    digest: str,
+    payload: Any,
+    run_id: uuid.UUID,
+    workflow: Workflow | TriggerTarget | None,
+) -> TriggerResult:
+    """PostgreSQL: event, run and entry node_run in one statement (data-modifying CTEs), so on
+    an autocommit connection one round trip records the trigger durably. A repeated key
+    inserts nothing (the event's ON CONFLICT DO NOTHING feeds the other two inserts)."""
+    target = workflow or get_trigger_target(session, workflow_id)
+    if target.status != "active":
+        raise Conflict(f"workflow {workflow_id!r} is {target.status}")
+    definition = get_definition(session, workflow_id, target.version)
+    entry = definition.node(definition.entry_id)
+    event_id = session.scalar(
+        _ACCEPT_TRIGGER,
+        {
+            "p_workflow_id": workflow_id,
+            "p_key": key,
+            "p_hash": digest,
+            "p_payload": payload,
+            "p_now": utcnow(),
+            "p_run_id": run_id,
+            "p_version": target.version,
+            "p_entry_id": entry.id,
+            "p_entry_type": entry.type,
+        },
+    )
+    if event_id is None:
+        return _first_delivery(session, workflow_id, key, digest)
+    entry_ref = NodeRef(str(run_id), entry.id, continuation=False)
+    return TriggerResult(str(run_id), duplicate=False, to_publish=[entry_ref])
 
 
 def request_hash(raw_body: bytes) -> str:
@@ -134,3 +176,76 @@ def _insert_for(session: Session) -> Any:
 
 _trigger_events = cast(Table, TriggerEvent.__table__)
 _inserts: dict[str, Any] = {}
+
+
+def _accept_trigger_statement() -> Any:
+    runs, node_runs = cast(Table, WorkflowRun.__table__), cast(Table, NodeRun.__table__)
+    now = bindparam("p_now", type_=UTCDateTime())
+    run_id = bindparam("p_run_id", type_=Uuid())
+    event = (
+        postgresql.insert(_trigger_events)
+        .values(
+            workflow_id=bindparam("p_workflow_id"),
+            idempotency_key=bindparam("p_key"),
+            request_hash=bindparam("p_hash"),
+            payload=bindparam("p_payload", type_=_trigger_events.c.payload.type),
+            received_at=now,
+            run_id=run_id,
+        )
+        .on_conflict_do_nothing(index_elements=["workflow_id", "idempotency_key"])
+        .returning(_trigger_events.c.id, _trigger_events.c.payload)
+        .cte("event")
+    )
+    run = (
+        insert(runs)
+        .from_select(
+            [
+                "run_id",
+                "workflow_id",
+                "workflow_version",
+                "status",
+                "input",
+                "trigger_event_id",
+                "created_at",
+            ],
+            select(
+                run_id,
+                bindparam("p_workflow_id", type_=String()),
+                bindparam("p_version", type_=Integer()),
+                literal("queued"),
+                event.c.payload,  # the payload is sent once, for both rows
+                event.c.id,
+                now,
+            ),
+        )
+        .returning(runs.c.run_id)
+        .cte("run")
+    )
+    entry = insert(node_runs).from_select(
+        [
+            "run_id",
+            "node_id",
+            "node_type",
+            "status",
+            "attempt",
+            "redeliveries",
+            "next_attempt_at",
+            "published_at",
+        ],
+        select(
+            run.c.run_id,
+            bindparam("p_entry_id", type_=String()),
+            bindparam("p_entry_type", type_=String()),
+            literal("pending"),
+            literal(0),
+            literal(0),
+            now,
+            now,
+        ),
+    )
+    return select(event.c.id).add_cte(run).add_cte(entry.cte("entry"))
+
+
+#: trigger_event + workflow_run (queued) + entry node_run (pending): the event's id, or None
+#: when the key was seen before (then nothing was written).
+_ACCEPT_TRIGGER = _accept_trigger_statement()

@@ -10,16 +10,27 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, event, select, update
+from sqlalchemy import Engine, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.models import NodeRun, make_claims_engine, make_engine, make_session_factory, utcnow
+from app.errors import Conflict
+from app.models import (
+    NodeRun,
+    TriggerEvent,
+    each_statement_commits,
+    make_claims_engine,
+    make_engine,
+    make_session_factory,
+    utcnow,
+)
 from app.safe_http import make_http_client
-from app.workflows import get_run
+from app.workflows import get_run, save_workflow
 from app.workflows.completion import complete_with_retry
 from app.workflows.execution import Outcome, lease_node
 from app.workflows.invoke import execute_node, invoke_driver
+from app.workflows.store import set_workflow_status
+from app.workflows.triggers import IdempotencyKeyReused, accept_trigger
 from tests.workflows.conftest import Driver
 
 
@@ -237,3 +248,47 @@ def test_a_node_with_its_own_timeout_gets_a_lease_that_long(
     assert lease_until is not None
     seconds = (lease_until - before).total_seconds()
     assert 600 + 5 - 1 < seconds < 600 + 5 + 5  # the node's 600 s plus the grace, not 60 + 5
+
+
+def test_a_trigger_is_recorded_by_one_statement_and_a_repeat_writes_nothing(
+    pg_sessions: sessionmaker, pg_engine: Engine
+) -> None:
+    workflow_id = _unique("trigger")
+    with pg_sessions.begin() as session:
+        save_workflow(session, _chain(workflow_id))
+    with each_statement_commits(pg_sessions) as session:  # reads and caches the definition
+        accept_trigger(session, workflow_id, "key-0", b"{}", {})
+    log = StatementLog(pg_engine)
+
+    with each_statement_commits(pg_sessions) as session:
+        first = accept_trigger(session, workflow_id, "key-1", b'{"n": 5}', {"n": 5})
+    assert log.statements == ["SELECT", "WITH"]  # the workflow, then event + run + entry node
+    with each_statement_commits(pg_sessions) as session:
+        again = accept_trigger(session, workflow_id, "key-1", b'{"n": 5}', {"n": 5})
+        with pytest.raises(IdempotencyKeyReused):
+            accept_trigger(session, workflow_id, "key-1", b'{"n": 6}', {"n": 6})
+
+    assert not first.duplicate and [ref.node_id for ref in first.to_publish] == ["set"]
+    assert first.to_publish[0].continuation is False  # an entry node: the runs queue
+    assert again.duplicate and again.run_id == first.run_id and again.to_publish == []
+    with pg_sessions() as session:
+        run = get_run(session, first.run_id)
+        events = session.scalars(
+            select(TriggerEvent.run_id).where(TriggerEvent.workflow_id == workflow_id)
+        ).all()
+    assert run["status"] == "queued" and run["input"] == {"n": 5} and run["workflow_version"] == 1
+    assert [(node["node_id"], node["status"]) for node in run["nodes"]] == [("set", "pending")]
+    assert uuid.UUID(first.run_id) in events and len(events) == 2  # key-0's and key-1's
+
+
+def test_a_trigger_for_a_paused_workflow_records_nothing(pg_sessions: sessionmaker) -> None:
+    workflow_id = _unique("paused")
+    with pg_sessions.begin() as session:
+        save_workflow(session, _chain(workflow_id))
+        set_workflow_status(session, workflow_id, "paused")
+
+    with each_statement_commits(pg_sessions) as session, pytest.raises(Conflict):
+        accept_trigger(session, workflow_id, "key-1", b"{}", {})
+    with pg_sessions() as session:
+        count = session.scalar(select(func.count()).where(TriggerEvent.workflow_id == workflow_id))
+    assert count == 0
