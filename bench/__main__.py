@@ -2,7 +2,8 @@
 
     python -m bench            the full benchmark (several minutes)
     python -m bench --quick    the same scenarios, smaller (under 90 s; what CI may run)
-    python -m bench --profile  also py-spy the worker (saturation) and gunicorn (ingest)
+    python -m bench --profile  also py-spy the worker (http nodes, saturation) and gunicorn
+    python -m bench --only http,control   only those scenarios (into bench/results/only.json)
 
 Everything it starts (PostgreSQL, Redis, gunicorn, Celery worker and beat, the baseline worker,
 the echo server, the load generators) is stopped at the end, on failure and on Ctrl-C too.
@@ -127,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         try:
             if stack.database_url:
-                path = report.write(bench, extra, args.out)
+                # A partial run never overwrites latest.json, which the README quotes.
+                out = args.out or (report.RESULTS / "only.json" if args.only else None)
+                path = report.write(bench, extra, out)
                 print(f"bench: wrote {path}", flush=True)
         except Exception:
             traceback.print_exc()
