@@ -48,17 +48,20 @@ def _one_of(column: ColumnElement[str], values: tuple[str, ...]) -> ColumnElemen
     return or_(*(column == value for value in values))
 
 
+#: What a claim reads: the run, and each node_run's state (one row per node_run).
+_RUN_AND_NODE_STATES = (
+    runs.c.workflow_id,
+    runs.c.workflow_version,
+    runs.c.input,
+    runs.c.status.label("run_status"),
+    node_runs.c.node_id,
+    node_runs.c.status,
+    node_runs.c.output,
+)
+
 #: The run and every node_run of it, in one read (join: one row per node_run).
 RUN_WITH_NODE_STATES = (
-    select(
-        runs.c.workflow_id,
-        runs.c.workflow_version,
-        runs.c.input,
-        runs.c.status.label("run_status"),
-        node_runs.c.node_id,
-        node_runs.c.status,
-        node_runs.c.output,
-    )
+    select(*_RUN_AND_NODE_STATES)
     .join(node_runs, node_runs.c.run_id == runs.c.run_id)
     .where(runs.c.run_id == bindparam("p_run_id"))
 )
@@ -159,13 +162,7 @@ _CLAIMED = CLAIM_NODE.returning(node_runs.c.node_id).cte("claimed")
 #: are read from the snapshot before the claim, so the claimed node still shows its old status.
 CLAIM_WITH_NODE_STATES = (
     select(
-        runs.c.workflow_id,
-        runs.c.workflow_version,
-        runs.c.input,
-        runs.c.status.label("run_status"),
-        node_runs.c.node_id,
-        node_runs.c.status,
-        node_runs.c.output,
+        *_RUN_AND_NODE_STATES,
         _CLAIMED.c.attempt.label("claimed_attempt"),
         _CLAIMED.c.redeliveries.label("claimed_redeliveries"),
     )
