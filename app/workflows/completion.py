@@ -126,7 +126,7 @@ def _plan_chain(
         or run_control_node is None
         or lease.states is None
         or definition.has_fan_out
-        or sessions.kw["bind"].dialect.name != "postgresql"
+        or _dialect_of(sessions) != "postgresql"
     ):
         return None
     now = utcnow()
@@ -170,6 +170,11 @@ def _plan_chain(
     if finished == "succeeded":
         planned.run_finished_at = now
     return planned
+
+
+def _dialect_of(sessions: sessionmaker[Session]) -> str | None:
+    bind = sessions.kw.get("bind")
+    return bind.dialect.name if bind is not None else None
 
 
 def _control_lease(lease: Lease, node_id: str, states: dict[str, routing.NodeState]) -> Lease:

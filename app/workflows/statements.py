@@ -183,6 +183,11 @@ SET_LEASE = (
 )
 
 _FENCED = FINISH_NODE.returning(node_runs.c.run_id).cte("fenced")
+_RUN_IS_ACTIVE = exists(
+    select(runs.c.run_id).where(
+        runs.c.run_id == bindparam("p_run_id"), _one_of(runs.c.status, ACTIVE_RUN_STATUSES)
+    )
+)
 #: The rows a completion adds, as one JSON array: control nodes already run (succeeded, with
 #: output and times), successors to publish (pending) and dead paths (skipped).
 _NEW_ROWS = (
@@ -227,7 +232,10 @@ _INSERTED = (
             _NEW_ROWS.c.started_at,
             _NEW_ROWS.c.finished_at,
             _NEW_ROWS.c.output,
-        ).select_from(_FENCED.join(_NEW_ROWS, true())),
+        )
+        .select_from(_FENCED.join(_NEW_ROWS, true()))
+        # A run cancelled while its node ran: the node's finish is kept, nothing after it starts.
+        .where(_RUN_IS_ACTIVE),
     )
     .cte("inserted")
 )

@@ -25,7 +25,7 @@ from app.models import (
     utcnow,
 )
 from app.safe_http import make_http_client
-from app.workflows import get_run, save_workflow
+from app.workflows import cancel_run, get_run, save_workflow
 from app.workflows.completion import complete_with_retry
 from app.workflows.execution import Outcome, lease_node
 from app.workflows.invoke import execute_node, invoke_driver
@@ -292,3 +292,27 @@ def test_a_trigger_for_a_paused_workflow_records_nothing(pg_sessions: sessionmak
     with pg_sessions() as session:
         count = session.scalar(select(func.count()).where(TriggerEvent.workflow_id == workflow_id))
     assert count == 0
+
+
+def test_a_run_cancelled_while_its_node_ran_starts_nothing_after_it(
+    pg_worker: Driver, pg_sessions: sessionmaker, pg_settings: Settings
+) -> None:
+    run_id = pg_worker.start(_chain(_unique("cancelled")), {"n": 20})
+    with pg_sessions.begin() as session:
+        lease = lease_node(session, run_id, "set", pg_settings)
+    assert lease is not None
+    with pg_sessions.begin() as session:
+        assert cancel_run(session, run_id)
+
+    def control(claimed: Any) -> Outcome:
+        return invoke_driver(claimed, pg_settings, httpx.Client())
+
+    completion = complete_with_retry(
+        pg_sessions, lease, Outcome(True, {"n": 20}), pg_settings, run_control_node=control
+    )
+
+    assert completion.finished is None
+    with pg_sessions() as session:
+        run = get_run(session, run_id)
+    assert run["status"] == "cancelled"
+    assert [(node["node_id"], node["status"]) for node in run["nodes"]] == [("set", "succeeded")]
