@@ -54,14 +54,18 @@ def test_killed_worker_loses_no_run_and_keys_each_side_effect_once_per_node(
     }
     run_ids = [launch(stack, definition, {"n": n}) for n in range(RUNS)]
 
-    def slow_nodes_running() -> bool:
+    def slow_node_mid_request() -> bool:
+        # Its request has reached the peer (which holds the answer 2 s): killing the worker
+        # now interrupts a node in flight. A node merely claimed may not have sent it yet.
+        if not http_peer.requests_to("/lost/slow"):
+            return False
         with stack.sessions() as session:
             running = session.scalar(
                 select(func.count()).where(NodeRun.node_id == "slow", NodeRun.status == "running")
             )
         return bool(running)
 
-    stack.wait_for(slow_nodes_running, 30, what="a slow node to be running")
+    stack.wait_for(slow_node_mid_request, 30, what="a slow node to be mid-request")
     stack.kill_worker()
     stack.start_worker()
 
