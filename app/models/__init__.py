@@ -3,6 +3,7 @@
 from app.models.base import Base, utcnow
 from app.models.session import (
     each_statement_commits,
+    is_postgresql,
     make_claims_engine,
     make_engine,
     make_session_factory,
@@ -37,6 +38,7 @@ __all__ = [
     "WorkflowSchedule",
     "WorkflowVersion",
     "each_statement_commits",
+    "is_postgresql",
     "make_claims_engine",
     "make_engine",
     "make_session_factory",

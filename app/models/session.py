@@ -43,6 +43,13 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def is_postgresql(sessions: Session | sessionmaker[Session]) -> bool:
+    """True when the session (or the factory's engine) talks to PostgreSQL: the hot paths
+    there use statements SQLite does not have (data-modifying CTEs)."""
+    bind = sessions.get_bind() if isinstance(sessions, Session) else sessions.kw.get("bind")
+    return bind is not None and bind.dialect.name == "postgresql"
+
+
 @contextmanager
 def each_statement_commits(sessions: sessionmaker[Session]) -> Iterator[Session]:
     """A session in which, on PostgreSQL, every statement is its own transaction (autocommit:
@@ -50,7 +57,7 @@ def each_statement_commits(sessions: sessionmaker[Session]) -> Iterator[Session]
     one statement, so nothing needs a transaction around it. Elsewhere (SQLite) one
     transaction, committed at the end of the block."""
     with sessions() as session:
-        if session.get_bind().dialect.name == "postgresql":
+        if is_postgresql(session):
             session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             yield session
         else:

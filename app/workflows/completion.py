@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
@@ -24,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.engine import routing
 from app.engine.schema import WorkflowDefinition
-from app.models import each_statement_commits, utcnow
+from app.models import each_statement_commits, is_postgresql, utcnow
 from app.workflows import statements as sql
 from app.workflows.execution import (
     Completion,
@@ -103,12 +104,12 @@ class PlannedChain:
     """A completion worked out in memory: the node's finish, then the rows it adds."""
 
     output: Any
-    finished_at: Any
+    finished_at: datetime
     #: Rows for node_runs: control nodes run here (succeeded), successors (pending), skips.
     rows: list[dict[str, Any]] = field(default_factory=list)
     to_publish: list[NodeRef] = field(default_factory=list)
     #: When the last node of the run finished, if this chain ends the run (succeeded).
-    run_finished_at: Any = None
+    run_finished_at: datetime | None = None
 
 
 def _plan_chain(
@@ -126,7 +127,7 @@ def _plan_chain(
         or run_control_node is None
         or lease.states is None
         or definition.has_fan_out
-        or _dialect_of(sessions) != "postgresql"
+        or not is_postgresql(sessions)
     ):
         return None
     now = utcnow()
@@ -172,11 +173,6 @@ def _plan_chain(
     return planned
 
 
-def _dialect_of(sessions: sessionmaker[Session]) -> str | None:
-    bind = sessions.kw.get("bind")
-    return bind.dialect.name if bind is not None else None
-
-
 def _control_lease(lease: Lease, node_id: str, states: dict[str, routing.NodeState]) -> Lease:
     """The lease a control node would hold had its row been claimed: its first attempt."""
     return Lease(
@@ -198,8 +194,8 @@ def _row(
     status: str,
     *,
     attempt: int = 0,
-    started_at: Any = None,
-    finished_at: Any = None,
+    started_at: datetime | None = None,
+    finished_at: datetime | None = None,
     output: Any = None,
 ) -> dict[str, Any]:
     row: dict[str, Any] = {

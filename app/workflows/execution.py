@@ -22,7 +22,7 @@ from app import drivers
 from app.config import Settings
 from app.engine import routing
 from app.engine.schema import ACTIVE_RUN_STATUSES, WorkflowDefinition
-from app.models import NodeRun, WorkflowRun, utcnow
+from app.models import NodeRun, WorkflowRun, is_postgresql, utcnow
 from app.workflows import statements as sql
 from app.workflows.runs import NodeRef
 from app.workflows.store import get_definition
@@ -84,7 +84,7 @@ def lease_node(session: Session, run_id: str, node_id: str, settings: Settings) 
     promised). On PostgreSQL the claim is one statement (`_lease_in_one_statement`); elsewhere
     a read of the run and its node states, then one conditional UPDATE.
     """
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         return _lease_in_one_statement(session, run_id, node_id, settings)
     run_uuid = uuid.UUID(run_id)
     rows = session.execute(sql.RUN_WITH_NODE_STATES, {"p_run_id": run_uuid}).all()

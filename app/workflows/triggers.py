@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, DualMCPError
-from app.models import NodeRun, TriggerEvent, Workflow, WorkflowRun, utcnow
+from app.models import NodeRun, TriggerEvent, Workflow, WorkflowRun, is_postgresql, utcnow
 from app.models.base import UTCDateTime
 from app.workflows.runs import NodeRef, start_run
 from app.workflows.store import TriggerTarget, get_definition, get_trigger_target
@@ -63,7 +63,7 @@ def accept_trigger(
     key = stored_key(source, idempotency_key)
     digest = request_hash(raw_body)
     run_id = uuid.uuid4()
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         return _accept_in_one_statement(
             session, workflow_id, key, digest, payload, run_id, workflow
         )

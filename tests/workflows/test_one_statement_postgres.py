@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import Engine, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,7 +26,7 @@ from app.models import (
 from app.safe_http import make_http_client
 from app.workflows import cancel_run, get_run, save_workflow
 from app.workflows.completion import complete_with_retry
-from app.workflows.execution import Outcome, lease_node
+from app.workflows.execution import Completion, Lease, Outcome, lease_node
 from app.workflows.invoke import execute_node, invoke_driver
 from app.workflows.store import set_workflow_status
 from app.workflows.triggers import IdempotencyKeyReused, accept_trigger
@@ -105,6 +104,17 @@ def _chain(workflow_id: str, url: str | None = None) -> dict[str, Any]:
         nodes.insert(0, {"id": "call", "type": "http_request", "params": {"url": url}})
         nodes[0]["next"] = "set"
     return {"workflow_id": workflow_id, "nodes": nodes}
+
+
+def _complete_set(worker: Driver, lease: Lease) -> Completion:
+    """Complete the chain's first node ("set") as a worker would, control nodes after it."""
+
+    def control(claimed: Lease) -> Outcome:
+        return invoke_driver(claimed, worker.settings, worker.http)
+
+    return complete_with_retry(
+        worker.sessions, lease, Outcome(True, {"n": 20}), worker.settings, run_control_node=control
+    )
 
 
 def _unique(name: str) -> str:
@@ -202,12 +212,7 @@ def test_a_completion_whose_lease_was_taken_back_writes_nothing(
             .values(attempt=NodeRun.attempt + 1)
         )
 
-    def control(claimed: Any) -> Outcome:
-        return invoke_driver(claimed, pg_settings, httpx.Client())
-
-    completion = complete_with_retry(
-        pg_sessions, lease, Outcome(True, {"n": 20}), pg_settings, run_control_node=control
-    )
+    completion = _complete_set(pg_worker, lease)
 
     assert completion.to_publish == [] and completion.finished is None
     with pg_sessions() as session:
@@ -304,12 +309,7 @@ def test_a_run_cancelled_while_its_node_ran_starts_nothing_after_it(
     with pg_sessions.begin() as session:
         assert cancel_run(session, run_id)
 
-    def control(claimed: Any) -> Outcome:
-        return invoke_driver(claimed, pg_settings, httpx.Client())
-
-    completion = complete_with_retry(
-        pg_sessions, lease, Outcome(True, {"n": 20}), pg_settings, run_control_node=control
-    )
+    completion = _complete_set(pg_worker, lease)
 
     assert completion.finished is None
     with pg_sessions() as session:
