@@ -22,10 +22,12 @@ def publish(refs: list[NodeRef]) -> None:
     failed: list[NodeRef] = []
     for ref in refs:
         try:
+            args = (ref.run_id, ref.node_id)
             run_node.apply_async(
-                (ref.run_id, ref.node_id),
+                args,
                 queue=NODES_QUEUE if ref.continuation else RUNS_QUEUE,
                 countdown=ref.countdown or 0,
+                **_cheap_publish(args),
             )
         except Exception:
             log.warning(
@@ -37,6 +39,14 @@ def publish(refs: list[NodeRef]) -> None:
             failed.append(ref)
     if failed:
         _mark_unpublished(failed)
+
+
+def _cheap_publish(args: tuple[str, str]) -> dict[str, Any]:
+    """Options that skip work a node message does not need (send_task's own keywords, not in
+    the type stubs): both queues are declared by every worker at start and a Redis list needs
+    no declaring, and the repr of two strings needs no saferepr. Together they were a quarter
+    of a publish's CPU."""
+    return {"declare": [], "argsrepr": repr(args), "kwargsrepr": "{}"}
 
 
 def _mark_unpublished(refs: list[NodeRef]) -> None:

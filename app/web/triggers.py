@@ -15,16 +15,23 @@ from typing import Any, cast
 from flask import Blueprint, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, RootModel
+from sqlalchemy.orm import Session
 
 from app import metrics
-from app.models import each_statement_commits
+from app.errors import Conflict
+from app.models import each_statement_commits, is_postgresql
 from app.web import signatures
 from app.web.admission import admit_new_run
 from app.web.api import endpoint, read_json, validate
 from app.web.context import web_context
 from app.web.errors import ApiError
 from app.workflows import start_run
-from app.workflows.store import TriggerTarget, get_trigger_target
+from app.workflows.store import (
+    TriggerTarget,
+    forget_trigger_target,
+    get_trigger_target,
+    remembered_trigger_target,
+)
 from app.workflows.triggers import IdempotencyKeyReused, Source, TriggerResult, accept_trigger
 
 log = logging.getLogger(__name__)
@@ -120,28 +127,50 @@ def _fire_webhook(workflow_id: str) -> Response:
     raw = request.get_data(cache=True)  # the exact bytes the sender signed
     admit_new_run()
     context = web_context()
-    # One read of the workflow, the signature check (CPU only, no I/O), then event + run +
-    # entry node written by one statement (on PostgreSQL: two round trips in all, no BEGIN or
-    # COMMIT of their own; app/workflows/triggers.py).
+    # On PostgreSQL: one statement writes event + run + entry node (app/workflows/triggers.py),
+    # after a read of the workflow only when this process holds no current copy of it.
     try:
         with each_statement_commits(context.sessions) as session:
-            workflow = get_trigger_target(session, workflow_id)
-            scheme, secrets = _webhook_config(workflow)
-            verified = _verify(workflow_id, scheme, secrets, raw)
-            payload = cast(TriggerPayload, validate(TriggerPayload, read_json())).root
-            result = accept_trigger(
-                session,
-                workflow_id,
-                verified.idempotency_key,
-                raw,
-                payload,
-                source="webhook",
-                workflow=workflow,
-            )
+            result = _accept_webhook(session, workflow_id, raw)
     except IdempotencyKeyReused as exc:
         raise ApiError(422, "idempotency_key_reused", str(exc)) from None
     context.publish(result.to_publish)
     return _answer(result)
+
+
+def _accept_webhook(session: Session, workflow_id: str, raw: bytes) -> TriggerResult:
+    """Try this process's copy of the workflow's trigger settings first (no read: the insert
+    itself refuses a stale copy). Anything the copy refuses is decided again on a fresh read,
+    so a stale copy never turns away what the current settings accept, nor logs a refusal."""
+    remembered = remembered_trigger_target(session, workflow_id) if is_postgresql(session) else None
+    if remembered is not None:
+        try:
+            return _accept_signed(session, remembered, raw, log_refusal=False)
+        except Conflict:  # paused by the copy, or the copy is stale (WorkflowChanged)
+            pass
+        except ApiError as exc:
+            if exc.status not in (401, 403):  # the body's own faults do not depend on the copy
+                raise
+        forget_trigger_target(session, workflow_id)
+    return _accept_signed(session, get_trigger_target(session, workflow_id), raw, log_refusal=True)
+
+
+def _accept_signed(
+    session: Session, workflow: TriggerTarget, raw: bytes, *, log_refusal: bool
+) -> TriggerResult:
+    """The signature check (CPU only, no I/O), then the body, then the one write."""
+    scheme, secrets = _webhook_config(workflow)
+    verified = _verify(workflow.workflow_id, scheme, secrets, raw, log_refusal=log_refusal)
+    payload = cast(TriggerPayload, validate(TriggerPayload, read_json())).root
+    return accept_trigger(
+        session,
+        workflow.workflow_id,
+        verified.idempotency_key,
+        raw,
+        payload,
+        source="webhook",
+        workflow=workflow,
+    )
 
 
 def _accept(workflow_id: str, key: str, raw: bytes, payload: Any, *, source: Source) -> Response:
@@ -192,18 +221,21 @@ def _webhook_config(workflow: TriggerTarget) -> tuple[str, list[str]]:
     return scheme, secrets
 
 
-def _verify(workflow_id: str, scheme: str, secrets: list[str], raw: bytes) -> signatures.Verified:
+def _verify(
+    workflow_id: str, scheme: str, secrets: list[str], raw: bytes, *, log_refusal: bool = True
+) -> signatures.Verified:
     """The verified delivery; a generic 401 otherwise, its reason logged (never a secret)."""
     try:
         return signatures.verify(scheme, secrets, raw, dict(request.headers.items()), time.time())
     except signatures.SignatureInvalid as exc:
-        g.refusal_reason = f"invalid_signature:{exc.reason}"
-        log.warning(
-            "webhook for workflow %s rejected (%s scheme): %s",
-            workflow_id,
-            scheme,
-            exc,  # "<reason>: <detail>", header names and ages only, never a secret
-        )
+        if log_refusal:
+            g.refusal_reason = f"invalid_signature:{exc.reason}"
+            log.warning(
+                "webhook for workflow %s rejected (%s scheme): %s",
+                workflow_id,
+                scheme,
+                exc,  # "<reason>: <detail>", header names and ages only, never a secret
+            )
         raise ApiError(401, "invalid_signature", "signature verification failed") from None
 
 

@@ -170,18 +170,53 @@ class TriggerTarget:
     status: str
     version: int
     trigger_config: dict[str, Any]
+    #: Every change to the row moves it, so (version, status, updated_at) tells whether a copy
+    #: of this target is still current (app/workflows/triggers.py checks it on PostgreSQL).
+    updated_at: datetime | None = None
 
 
 _TRIGGER_TARGET = select(
-    Workflow.workflow_id, Workflow.status, Workflow.version, Workflow.trigger_config
+    Workflow.workflow_id,
+    Workflow.status,
+    Workflow.version,
+    Workflow.trigger_config,
+    Workflow.updated_at,
 ).where(Workflow.workflow_id == bindparam("p_workflow_id"))
+
+#: The last target each workflow's trigger read, per database. A front-end process checks a
+#: signature against its copy without a read; the insert that records the trigger refuses a
+#: copy that is no longer current, and the caller then reads again (forget_trigger_target).
+_trigger_targets: dict[tuple[str, str], TriggerTarget] = {}
+#: Workflows are few; past this many remembered targets the copies are simply dropped.
+MAX_REMEMBERED_TARGETS = 4096
 
 
 def get_trigger_target(session: Session, workflow_id: str) -> TriggerTarget:
+    """The workflow's current trigger target, read now (and remembered for the next trigger)."""
     row = session.execute(_TRIGGER_TARGET, {"p_workflow_id": workflow_id}).first()
     if row is None:
         raise NotFound(f"no workflow with id {workflow_id!r}")
-    return TriggerTarget(row.workflow_id, row.status, row.version, row.trigger_config or {})
+    target = TriggerTarget(
+        row.workflow_id, row.status, row.version, row.trigger_config or {}, row.updated_at
+    )
+    if len(_trigger_targets) >= MAX_REMEMBERED_TARGETS:
+        _trigger_targets.clear()
+    _trigger_targets[_target_key(session, workflow_id)] = target
+    return target
+
+
+def remembered_trigger_target(session: Session, workflow_id: str) -> TriggerTarget | None:
+    """The target the last trigger read, possibly stale: only for callers whose write checks
+    it is still current (accept_trigger on PostgreSQL) and that read again when it is not."""
+    return _trigger_targets.get(_target_key(session, workflow_id))
+
+
+def forget_trigger_target(session: Session, workflow_id: str) -> None:
+    _trigger_targets.pop(_target_key(session, workflow_id), None)
+
+
+def _target_key(session: Session, workflow_id: str) -> tuple[str, str]:
+    return (str(session.get_bind().engine.url), workflow_id)
 
 
 def get_workflow(session: Session, workflow_id: str) -> Workflow:

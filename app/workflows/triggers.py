@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from sqlalchemy import Integer, String, Table, Uuid, bindparam, insert, literal, select
+from sqlalchemy import Integer, String, Table, Uuid, bindparam, exists, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,11 @@ class IdempotencyKeyReused(DualMCPError):
     """The key was first used with another body (Stripe's rule: answer 422, start nothing)."""
 
 
+class WorkflowChanged(Conflict):
+    """The workflow changed (saved, paused, re-keyed) after the target passed in was read;
+    nothing was written. Read the target again and decide afresh."""
+
+
 @dataclass(frozen=True)
 class TriggerResult:
     run_id: str
@@ -52,13 +57,14 @@ def accept_trigger(
     payload: Any,
     *,
     source: Source = "webhook",
-    workflow: Workflow | TriggerTarget | None = None,
+    workflow: TriggerTarget | None = None,
 ) -> TriggerResult:
     """Record the delivery and start its run, or return the run its first delivery started.
 
     Runs in the caller's one transaction; the caller commits, then publishes `to_publish`.
     Raises IdempotencyKeyReused when the key came before with a different body. The run id is
-    chosen first, so the event row names its run from the start (no second write).
+    chosen first, so the event row names its run from the start (no second write). On
+    PostgreSQL `workflow` may be a remembered copy: WorkflowChanged says it was stale.
     """
     key = stored_key(source, idempotency_key)
     digest = request_hash(raw_body)
@@ -93,17 +99,19 @@ def _accept_in_one_statement(
     digest: str,
     payload: Any,
     run_id: uuid.UUID,
-    workflow: Workflow | TriggerTarget | None,
+    workflow: TriggerTarget | None,
 ) -> TriggerResult:
     """PostgreSQL: event, run and entry node_run in one statement (data-modifying CTEs), so on
     an autocommit connection one round trip records the trigger durably. A repeated key
-    inserts nothing (the event's ON CONFLICT DO NOTHING feeds the other two inserts)."""
+    inserts nothing (the event's ON CONFLICT DO NOTHING feeds the other two inserts), nor does
+    a target that is no longer current (WorkflowChanged): the statement checks the row's
+    version, status and updated_at, so the caller may pass a remembered copy."""
     target = workflow or get_trigger_target(session, workflow_id)
     if target.status != "active":
         raise Conflict(f"workflow {workflow_id!r} is {target.status}")
     definition = get_definition(session, workflow_id, target.version)
     entry = definition.node(definition.entry_id)
-    event_id = session.scalar(
+    written = session.execute(
         _ACCEPT_TRIGGER,
         {
             "p_workflow_id": workflow_id,
@@ -113,11 +121,14 @@ def _accept_in_one_statement(
             "p_now": utcnow(),
             "p_run_id": run_id,
             "p_version": target.version,
+            "p_updated_at": target.updated_at,
             "p_entry_id": entry.id,
             "p_entry_type": entry.type,
         },
-    )
-    if event_id is None:
+    ).one()
+    if not written.current:
+        raise WorkflowChanged(f"workflow {workflow_id!r} changed while the trigger was accepted")
+    if written.event_id is None:
         return _first_delivery(session, workflow_id, key, digest)
     entry_ref = NodeRef(str(run_id), entry.id, continuation=False)
     return TriggerResult(str(run_id), duplicate=False, to_publish=[entry_ref])
@@ -180,17 +191,32 @@ _inserts: dict[str, Any] = {}
 
 def _accept_trigger_statement() -> Any:
     runs, node_runs = cast(Table, WorkflowRun.__table__), cast(Table, NodeRun.__table__)
+    workflows = cast(Table, Workflow.__table__)
     now = bindparam("p_now", type_=UTCDateTime())
     run_id = bindparam("p_run_id", type_=Uuid())
+    workflow_id = bindparam("p_workflow_id", type_=String())
+    current = (
+        select(workflows.c.workflow_id)
+        .where(
+            workflows.c.workflow_id == workflow_id,
+            workflows.c.status == "active",
+            workflows.c.version == bindparam("p_version", type_=Integer()),
+            workflows.c.updated_at == bindparam("p_updated_at", type_=UTCDateTime()),
+        )
+        .cte("current")
+    )
     event = (
         postgresql.insert(_trigger_events)
-        .values(
-            workflow_id=bindparam("p_workflow_id"),
-            idempotency_key=bindparam("p_key"),
-            request_hash=bindparam("p_hash"),
-            payload=bindparam("p_payload", type_=_trigger_events.c.payload.type),
-            received_at=now,
-            run_id=run_id,
+        .from_select(
+            ["workflow_id", "idempotency_key", "request_hash", "received_at", "payload", "run_id"],
+            select(
+                current.c.workflow_id,
+                bindparam("p_key", type_=String()),
+                bindparam("p_hash", type_=String()),
+                now,
+                bindparam("p_payload", type_=_trigger_events.c.payload.type),
+                run_id,
+            ),
         )
         .on_conflict_do_nothing(index_elements=["workflow_id", "idempotency_key"])
         .returning(_trigger_events.c.id, _trigger_events.c.payload)
@@ -210,7 +236,7 @@ def _accept_trigger_statement() -> Any:
             ],
             select(
                 run_id,
-                bindparam("p_workflow_id", type_=String()),
+                workflow_id,
                 bindparam("p_version", type_=Integer()),
                 literal("queued"),
                 event.c.payload,  # the payload is sent once, for both rows
@@ -243,9 +269,13 @@ def _accept_trigger_statement() -> Any:
             now,
         ),
     )
-    return select(event.c.id).add_cte(run).add_cte(entry.cte("entry"))
+    return select(
+        select(event.c.id).scalar_subquery().label("event_id"),
+        exists(select(current.c.workflow_id)).label("current"),
+    ).add_cte(run, entry.cte("entry"))
 
 
-#: trigger_event + workflow_run (queued) + entry node_run (pending): the event's id, or None
-#: when the key was seen before (then nothing was written).
+#: trigger_event + workflow_run (queued) + entry node_run (pending), written only while the
+#: workflow row is as read (`current`): `event_id` is None when the key was seen before or the
+#: row changed (then nothing was written).
 _ACCEPT_TRIGGER = _accept_trigger_statement()
