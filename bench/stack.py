@@ -4,8 +4,9 @@ PostgreSQL and Redis come from .ci/services.sh, on their own ports and state dir
 bench never touches the test services (55432/56379), with PostgreSQL's durable defaults
 (DUALMCP_SERVICES_DURABLE=1, checked again here) and pg_stat_statements for counting
 statements. Then `dualmcp db upgrade`, gunicorn, the Celery worker and beat exactly as README.md
-runs them (prefork, acks_late: nothing turned off), the raw-Celery baseline worker, and the echo
-server. Every process gets its own process group, so stopping it stops its children too.
+runs them (prefork, acks_late: nothing turned off), the raw-Celery baseline worker, the bare
+Flask baseline (bench/flask_baseline.py) and the echo server. Every process gets its own process
+group, so stopping it stops its children too.
 """
 
 from __future__ import annotations
@@ -149,6 +150,7 @@ class Stack:
         self.extra_env = extra_env or {}
         self.admin_key = "bench-" + secrets.token_urlsafe(16)
         self.web_port = free_port()
+        self.web_baseline_port = free_port()
         self.echo_port = free_port()
         hostname = socket.gethostname()
         self.worker_hostname = f"bench@{hostname}"
@@ -164,6 +166,11 @@ class Stack:
     @property
     def web_url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def web_baseline_url(self) -> str:
+        """bench/flask_baseline.py: bare Flask + gunicorn + send_task, the ingest floor."""
+        return f"http://127.0.0.1:{self.web_baseline_port}"
 
     @property
     def echo_url(self) -> str:
@@ -226,6 +233,18 @@ class Stack:
                 *config,
                 "app.web:create_app()",
                 f"--bind=127.0.0.1:{self.web_port}",
+                f"--workers={GUNICORN_WORKERS}",
+            ],
+            env,
+        )
+        self._add(
+            "web_baseline",
+            [
+                python,
+                "-m",
+                "gunicorn",
+                "bench.flask_baseline:app",
+                f"--bind=127.0.0.1:{self.web_baseline_port}",
                 f"--workers={GUNICORN_WORKERS}",
             ],
             env,
@@ -391,19 +410,15 @@ class Stack:
             if not self.processes[name].alive():
                 raise BenchError(f"{name} exited during start-up\n{self.processes[name].tail()}")
 
-        def echo_up() -> bool:
-            alive_or_fail("echo")
-            try:
-                return httpx.get(self.echo_url, timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
+        def answers(name: str, url: str) -> Callable[[], bool]:
+            def check() -> bool:
+                alive_or_fail(name)
+                try:
+                    return httpx.get(url, timeout=1).status_code == 200
+                except httpx.TransportError:
+                    return False
 
-        def web_up() -> bool:
-            alive_or_fail("web")
-            try:
-                return httpx.get(f"{self.web_url}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
+            return check
 
         def pings(app: Any, name: str, hostname: str) -> Callable[[], bool]:
             def check() -> bool:
@@ -412,8 +427,10 @@ class Stack:
 
             return check
 
-        wait_until(echo_up, 15, "the echo server")
-        wait_until(web_up, 60, "gunicorn")
+        wait_until(answers("echo", self.echo_url), 15, "the echo server")
+        wait_until(answers("web", f"{self.web_url}/healthz"), 60, "gunicorn")
+        baseline_health = f"{self.web_baseline_url}/healthz"
+        wait_until(answers("web_baseline", baseline_health), 60, "the Flask baseline's gunicorn")
         wait_until(pings(celery, "worker", self.worker_hostname), 90, "the Celery worker")
         wait_until(pings(baseline, "baseline", self.baseline_hostname), 90, "the baseline worker")
         alive_or_fail("beat")
