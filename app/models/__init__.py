@@ -7,6 +7,7 @@ from app.models.session import (
     make_claims_engine,
     make_engine,
     make_session_factory,
+    reads_only,
 )
 from app.models.tables import (
     AgentMCP,
@@ -42,5 +43,6 @@ __all__ = [
     "make_claims_engine",
     "make_engine",
     "make_session_factory",
+    "reads_only",
     "utcnow",
 ]

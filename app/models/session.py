@@ -65,6 +65,17 @@ def each_statement_commits(sessions: sessionmaker[Session]) -> Iterator[Session]
                 yield session
 
 
+@contextmanager
+def reads_only(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reads alone: on PostgreSQL in autocommit, which saves the BEGIN and
+    ROLLBACK round trips and changes nothing visible (under READ COMMITTED each statement takes
+    its own snapshot either way). Elsewhere a plain session (no write lock taken)."""
+    with sessions() as session:
+        if is_postgresql(session):
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
+
+
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     # pysqlite's own transaction handling is off so BEGIN IMMEDIATE below takes the write lock
     # up front: two workers reading then writing the same run would otherwise deadlock.

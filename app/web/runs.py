@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from app import metrics, workflows
 from app.engine.schema import RunStatus
 from app.errors import Conflict
+from app.models import reads_only
 from app.web.admission import admit_new_run
 from app.web.api import endpoint
 from app.web.context import web_context
@@ -63,7 +64,8 @@ class RetryRequest(BaseModel):
 
 
 def _run(run_id: str, status: int = 200) -> Response:
-    with web_context().sessions() as session:
+    # Dashboards poll this: two SELECTs and no BEGIN/ROLLBACK round trips on PostgreSQL.
+    with reads_only(web_context().sessions) as session:
         shaped = workflows.get_run(session, run_id)
     return respond(RunOut, shaped, status)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, insert, or_, select, update
+from sqlalchemy import Row, Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.engine.schema import TERMINAL_RUN_STATUSES
@@ -38,6 +38,28 @@ class StartedRun:
 
 
 _INSERT_RUN = insert(cast(Table, WorkflowRun.__table__))
+#: The columns run_to_dict and node_run_to_dict show, read without loading whole objects.
+_RUN_FIELDS = (
+    "run_id",
+    "workflow_id",
+    "workflow_version",
+    "status",
+    "input",
+    "error",
+    "created_at",
+    "started_at",
+    "finished_at",
+)
+_NODE_RUN_FIELDS = (
+    "node_id",
+    "node_type",
+    "status",
+    "attempt",
+    "output",
+    "error",
+    "started_at",
+    "finished_at",
+)
 _INSERT_NODE_RUN = insert(cast(Table, NodeRun.__table__))
 
 
@@ -91,18 +113,29 @@ def start_run(
 
 
 def get_run(session: Session, run_id: str, *, with_nodes: bool = True) -> dict[str, Any]:
-    """A run in the shape clients rely on (DESIGN.md: HTTP API shapes)."""
-    run = session.get(WorkflowRun, parse_run_id(run_id))
+    """A run in the shape clients rely on (DESIGN.md: HTTP API shapes). Dashboards poll it, so
+    it reads plain rows (Core, no identity map or ORM result machinery)."""
+    connection = session.connection()  # Core rows: the ORM's result machinery is not needed
+    run = connection.execute(_RUN_SHOWN, {"p_run_id": parse_run_id(run_id)}).first()
     if run is None:
         raise NotFound(f"no run with id {run_id!r}")
     shaped = run_to_dict(run)
     if with_nodes:
-        rows = session.scalars(select(NodeRun).where(NodeRun.run_id == run.run_id)).all()
+        rows = connection.execute(_NODE_RUNS_SHOWN, {"p_run_id": run.run_id}).all()
         definition = get_definition(session, run.workflow_id, run.workflow_version)
         order = {node.id: index for index, node in enumerate(definition.nodes)}
         rows = sorted(rows, key=lambda row: order.get(row.node_id, len(order)))
         shaped["nodes"] = [node_run_to_dict(row) for row in rows]
     return shaped
+
+
+_runs, _node_runs = cast(Table, WorkflowRun.__table__), cast(Table, NodeRun.__table__)
+_RUN_SHOWN = select(*(_runs.c[name] for name in _RUN_FIELDS)).where(
+    _runs.c.run_id == bindparam("p_run_id")
+)
+_NODE_RUNS_SHOWN = select(*(_node_runs.c[name] for name in _NODE_RUN_FIELDS)).where(
+    _node_runs.c.run_id == bindparam("p_run_id")
+)
 
 
 def list_runs(
@@ -180,7 +213,7 @@ def cancel_run(session: Session, run_id: str) -> bool:
     return True
 
 
-def run_to_dict(run: WorkflowRun) -> dict[str, Any]:
+def run_to_dict(run: WorkflowRun | Row[Any]) -> dict[str, Any]:
     return {
         "run_id": str(run.run_id),
         "workflow_id": run.workflow_id,
@@ -194,7 +227,7 @@ def run_to_dict(run: WorkflowRun) -> dict[str, Any]:
     }
 
 
-def node_run_to_dict(row: NodeRun) -> dict[str, Any]:
+def node_run_to_dict(row: NodeRun | Row[Any]) -> dict[str, Any]:
     duration_ms = None
     if row.started_at and row.finished_at:
         duration_ms = round((row.finished_at - row.started_at).total_seconds() * 1000, 3)

@@ -1,14 +1,16 @@
-"""Webhook triggers on PostgreSQL: a front-end process checks signatures against its copy of the
-workflow's trigger settings, and the insert refuses a copy that is no longer current
-(app/web/triggers.py, app/workflows/triggers.py). These tests change the workflow behind the
-copy's back, as another process would, and check nothing is refused or lost because of it."""
+"""The front end's PostgreSQL paths, statement by statement.
+
+Webhook triggers: a front-end process checks signatures against its copy of the workflow's
+trigger settings, and the insert refuses a copy that is no longer current (app/web/triggers.py,
+app/workflows/triggers.py). These tests change the workflow behind the copy's back, as another
+process would, and check nothing is refused or lost because of it. Run status: the read that
+dashboards poll is two SELECTs in autocommit, no BEGIN or ROLLBACK."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +24,7 @@ from app.web import create_app
 from app.web.context import WebContext
 from app.workflows import save_workflow
 from app.workflows.store import set_workflow_status
-from tests.web.conftest import RecordingPublisher
+from tests.web.conftest import READ, READ_KEY, RecordingPublisher
 from tests.web.test_triggers import OLD_SECRET, SECRET, definition, signed
 
 BODY = b'{"lead_id": "42"}'
@@ -33,13 +35,16 @@ class StatementLog:
 
     def __init__(self, engine: Engine) -> None:
         self.statements: list[str] = []
+        #: Whether each statement ran in autocommit (psycopg sends BEGIN first otherwise).
+        self.autocommit: list[bool] = []
         event.listen(engine, "before_cursor_execute", self._statement)
 
-    def _statement(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    def _statement(self, conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         self.statements.append(statement.split(None, 1)[0].upper())
+        self.autocommit.append(conn.connection.dbapi_connection.autocommit)
 
     def take(self) -> list[str]:
-        taken, self.statements = self.statements, []
+        taken, self.statements, self.autocommit = self.statements, [], []
         return taken
 
 
@@ -56,8 +61,12 @@ def pg_sessions(pg_engine: Engine) -> sessionmaker[Session]:
 
 
 @pytest.fixture
-def client(migrated_postgres: str, pg_sessions: sessionmaker[Session], tmp_path: Path) -> Any:
-    settings = Settings(DATABASE_URL=migrated_postgres, CELERY_BROKER_URL="memory://")
+def client(migrated_postgres: str, pg_sessions: sessionmaker[Session]) -> Any:
+    settings = Settings(
+        DATABASE_URL=migrated_postgres,
+        CELERY_BROKER_URL="memory://",
+        DUALMCP_API_KEYS=f"read:{READ_KEY}",
+    )
     context = WebContext(settings=settings, sessions=pg_sessions, publish=RecordingPublisher())
     return create_app({"TESTING": True}, context=context).test_client()
 
@@ -153,3 +162,16 @@ def test_a_pause_elsewhere_refuses_the_next_trigger_and_recording_resumes_after(
         set_workflow_status(session, workflow_id, "active")
     assert _fire(client, workflow_id, "msg_2").status_code == 202
     assert _events(pg_sessions, workflow_id) == 2
+
+
+def test_a_run_s_status_is_two_selects_without_a_transaction(
+    client: FlaskClient, pg_engine: Engine, workflow_id: str
+) -> None:
+    run_id = _fire(client, workflow_id, "msg_1").get_json()["run_id"]
+    log = StatementLog(pg_engine)
+
+    shown = client.get(f"/api/runs/{run_id}", headers=READ).get_json()
+    assert log.statements == ["SELECT", "SELECT"] and log.autocommit == [True, True]
+    assert shown["run_id"] == run_id and shown["status"] == "queued"
+    assert shown["input"] == {"lead_id": "42"} and shown["workflow_version"] == 1
+    assert [(node["node_id"], node["status"]) for node in shown["nodes"]] == [("shape", "pending")]
