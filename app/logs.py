@@ -33,9 +33,12 @@ SECRET_KEY = re.compile(
     r"secret|token|passw|api[_-]?key|authorization|cookie|signature|credential|private[_-]?key",
     re.IGNORECASE,
 )
+#: The key starts where a word starts (the lookbehind): without it every position inside a long
+#: word (a task id) was a start to backtrack from, 0.1 ms a line.
 _KEY_VALUE = re.compile(
-    r"""(?P<key>["']?[\w.-]*(?:secret|token|passw\w*|api[_-]?key|authorization|cookie|signature"""
-    r"""|credential|private[_-]?key)[\w.-]*["']?)(?P<sep>\s*[:=]\s*)"""
+    r"""(?P<key>["']?(?<![\w.-])[\w.-]*"""
+    r"""(?:secret|token|passw\w*|api[_-]?key|authorization|cookie|signature|credential"""
+    r"""|private[_-]?key)[\w.-]*["']?)(?P<sep>\s*[:=]\s*)"""
     r"""(?P<scheme>(?:bearer|basic)\s+)?(?P<value>"[^"]*"|'[^']*'|[^\s,;&}\]]+)""",
     re.IGNORECASE,
 )
@@ -70,6 +73,8 @@ def redact_text(text: str, known: Iterable[str] = ()) -> str:
     text = _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}@", text)
     text = _BEARER.sub(lambda m: f"{m['head']}{MASK}", text)
     text = _TOKEN_SHAPES.sub(lambda m: f"{m['prefix']}{MASK}", text)
+    if SECRET_KEY.search(text) is None:  # every key _KEY_VALUE masks holds one of these words
+        return text
     return _KEY_VALUE.sub(_mask_value, text)
 
 

@@ -52,6 +52,16 @@ def _lines(stream: io.StringIO) -> list[dict]:
         ("secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "secret whsec_***"),
         ("key sk-proj-abcdefghijklmnop used", "key sk-*** used"),
         ("nothing to hide here", "nothing to hide here"),
+        # The key may be the end of a longer word; the whole word is kept, the value masked.
+        ("conn db.primary-password=pw1 ok", "conn db.primary-password=*** ok"),
+        (
+            "run 3f1c2a6e-5b8d-4c1e x_access_token: 'abc'",
+            "run 3f1c2a6e-5b8d-4c1e x_access_token: '***'",
+        ),
+        (
+            "Task dualmcp.run_node[3f1c2a6e-5b8d] succeeded",
+            "Task dualmcp.run_node[3f1c2a6e-5b8d] succeeded",
+        ),
     ],
 )
 def test_secrets_in_text_are_masked(text: str, expected: str) -> None:
