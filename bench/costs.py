@@ -75,6 +75,35 @@ def worker_task_totals(stack: Stack) -> dict[str, int]:
     return {str(name): int(count) for name, count in (stats.get("total") or {}).items()}
 
 
+def combined(pairs: list[tuple[Reading, Reading]]) -> tuple[Reading, Reading]:
+    """Several (before, after) phases as one: the first reading, and it plus every phase's
+    difference, so phase_cost over the pair counts only what happened inside the phases."""
+    first = pairs[0][0]
+
+    def summed(field: str) -> dict[Any, Any]:
+        total: Counter[Any] = Counter()
+        for before, after in pairs:
+            for key, value in getattr(after, field).items():
+                total[key] += value - getattr(before, field).get(key, 0)
+        return {key: getattr(first, field).get(key, 0) + delta for key, delta in total.items()}
+
+    statements: dict[int, tuple[str, int]] = {}
+    for before, after in pairs:
+        for queryid, (query, calls) in after.statements.items():
+            delta = calls - before.statements.get(queryid, ("", 0))[1]
+            base = statements.get(queryid, (query, first.statements.get(queryid, ("", 0))[1]))
+            statements[queryid] = (query, base[1] + delta)
+    end = Reading(
+        at=first.at + sum(after.at - before.at for before, after in pairs),
+        cpu=summed("cpu"),
+        machine_cpu=first.machine_cpu + sum(a.machine_cpu - b.machine_cpu for b, a in pairs),
+        statements=statements,
+        redis_calls=summed("redis_calls"),
+        tasks=summed("tasks"),
+    )
+    return first, end
+
+
 def phase_cost(
     before: Reading,
     after: Reading,
