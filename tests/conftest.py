@@ -11,7 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy
+from sqlalchemy.orm import Session, sessionmaker
 
+from app.models import make_engine, make_session_factory
 from app.models.migrate import upgrade
 from tests.http_peer import HttpPeer
 
@@ -70,6 +72,19 @@ def migrated_postgres(postgres_url: str) -> str:
     engine.dispose()
     upgrade(postgres_url)
     return postgres_url
+
+
+@pytest.fixture
+def pg_engine(migrated_postgres: str) -> Iterator[sqlalchemy.Engine]:
+    """An engine on the session's PostgreSQL, made as the app makes its own."""
+    engine = make_engine(migrated_postgres)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_sessions(pg_engine: sqlalchemy.Engine) -> sessionmaker[Session]:
+    return make_session_factory(pg_engine)
 
 
 @pytest.fixture(scope="session")

@@ -10,54 +10,24 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.models import TriggerEvent, WorkflowRun, make_engine, make_session_factory
+from app.models import TriggerEvent, WorkflowRun
 from app.web import create_app
 from app.web.context import WebContext
 from app.workflows import save_workflow
 from app.workflows.store import set_workflow_status
+from tests.statement_log import StatementLog
 from tests.web.conftest import READ, READ_KEY, RecordingPublisher
 from tests.web.test_triggers import OLD_SECRET, SECRET, definition, signed
 
 BODY = b'{"lead_id": "42"}'
-
-
-class StatementLog:
-    """The first word of every statement the engine sends (autocommit: one is one trip)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.statements: list[str] = []
-        #: Whether each statement ran in autocommit (psycopg sends BEGIN first otherwise).
-        self.autocommit: list[bool] = []
-        event.listen(engine, "before_cursor_execute", self._statement)
-
-    def _statement(self, conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        self.statements.append(statement.split(None, 1)[0].upper())
-        self.autocommit.append(conn.connection.dbapi_connection.autocommit)
-
-    def take(self) -> list[str]:
-        taken, self.statements, self.autocommit = self.statements, [], []
-        return taken
-
-
-@pytest.fixture
-def pg_engine(migrated_postgres: str) -> Iterator[Engine]:
-    engine = make_engine(migrated_postgres)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def pg_sessions(pg_engine: Engine) -> sessionmaker[Session]:
-    return make_session_factory(pg_engine)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, func, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
@@ -19,7 +19,6 @@ from app.models import (
     TriggerEvent,
     each_statement_commits,
     make_claims_engine,
-    make_engine,
     make_session_factory,
     utcnow,
 )
@@ -30,6 +29,7 @@ from app.workflows.execution import Completion, Lease, Outcome, lease_node
 from app.workflows.invoke import execute_node, invoke_driver
 from app.workflows.store import set_workflow_status
 from app.workflows.triggers import IdempotencyKeyReused, accept_trigger
+from tests.statement_log import StatementLog
 from tests.workflows.conftest import Driver
 
 
@@ -41,18 +41,6 @@ def pg_settings(migrated_postgres: str, tmp_path: Path) -> Settings:
         DUALMCP_LEASE_GRACE_S=5,
         DUALMCP_NODE_TIMEOUT_S=60,
     )
-
-
-@pytest.fixture
-def pg_engine(pg_settings: Settings) -> Iterator[Engine]:
-    engine = make_engine(pg_settings.database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def pg_sessions(pg_engine: Engine) -> sessionmaker[Session]:
-    return make_session_factory(pg_engine)
 
 
 @pytest.fixture
@@ -70,19 +58,6 @@ def pg_worker(
     """Claims on their own autocommit engine, as the worker's runtime has them."""
     with make_http_client(pg_settings) as http:
         yield Driver(pg_sessions, pg_settings, http, make_session_factory(claims_engine))
-
-
-class StatementLog:
-    """Every statement the engines send. Both paths run on autocommit connections, so no
-    BEGIN or COMMIT goes on the wire: one statement is one round trip."""
-
-    def __init__(self, *engines: Engine) -> None:
-        self.statements: list[str] = []
-        for engine in engines:
-            event.listen(engine, "before_cursor_execute", self._statement)
-
-    def _statement(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        self.statements.append(statement.split(None, 1)[0].upper())
 
 
 def _chain(workflow_id: str, url: str | None = None) -> dict[str, Any]:
