@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 from sqlalchemy.orm import Session
 
 from app import metrics
-from app.errors import Conflict
+from app.errors import Conflict, NotFound
 from app.models import each_statement_commits, is_postgresql
 from app.web import signatures
 from app.web.admission import admit_new_run
@@ -146,7 +146,7 @@ def _accept_webhook(session: Session, workflow_id: str, raw: bytes) -> TriggerRe
     if remembered is not None:
         try:
             return _accept_signed(session, remembered, raw, log_refusal=False)
-        except Conflict:  # paused by the copy, or the copy is stale (WorkflowChanged)
+        except (Conflict, NotFound):  # paused or stale (WorkflowChanged) by the copy's account
             pass
         except ApiError as exc:
             if exc.status not in (401, 403):  # the body's own faults do not depend on the copy
