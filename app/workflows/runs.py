@@ -38,28 +38,6 @@ class StartedRun:
 
 
 _INSERT_RUN = insert(cast(Table, WorkflowRun.__table__))
-#: The columns run_to_dict and node_run_to_dict show, read without loading whole objects.
-_RUN_FIELDS = (
-    "run_id",
-    "workflow_id",
-    "workflow_version",
-    "status",
-    "input",
-    "error",
-    "created_at",
-    "started_at",
-    "finished_at",
-)
-_NODE_RUN_FIELDS = (
-    "node_id",
-    "node_type",
-    "status",
-    "attempt",
-    "output",
-    "error",
-    "started_at",
-    "finished_at",
-)
 _INSERT_NODE_RUN = insert(cast(Table, NodeRun.__table__))
 
 
@@ -129,6 +107,28 @@ def get_run(session: Session, run_id: str, *, with_nodes: bool = True) -> dict[s
     return shaped
 
 
+#: The columns run_to_dict and node_run_to_dict show, read without loading whole objects.
+_RUN_FIELDS = (
+    "run_id",
+    "workflow_id",
+    "workflow_version",
+    "status",
+    "input",
+    "error",
+    "created_at",
+    "started_at",
+    "finished_at",
+)
+_NODE_RUN_FIELDS = (
+    "node_id",
+    "node_type",
+    "status",
+    "attempt",
+    "output",
+    "error",
+    "started_at",
+    "finished_at",
+)
 _runs, _node_runs = cast(Table, WorkflowRun.__table__), cast(Table, NodeRun.__table__)
 _RUN_SHOWN = select(*(_runs.c[name] for name in _RUN_FIELDS)).where(
     _runs.c.run_id == bindparam("p_run_id")

@@ -172,7 +172,7 @@ class TriggerTarget:
     trigger_config: dict[str, Any]
     #: Every change to the row moves it, so (version, status, updated_at) tells whether a copy
     #: of this target is still current (app/workflows/triggers.py checks it on PostgreSQL).
-    updated_at: datetime | None = None
+    updated_at: datetime
 
 
 _TRIGGER_TARGET = select(

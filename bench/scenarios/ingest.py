@@ -38,13 +38,13 @@ from bench.stats import rounded, summarize_ms
 
 
 @contextmanager
-def _queue_kept_empty(redis_url: str, queue: str) -> Iterator[None]:
+def _queues_kept_empty(redis_url: str, *queues: str) -> Iterator[None]:
     client = redis.Redis.from_url(redis_url)
     stop = threading.Event()
 
     def drain() -> None:
         while not stop.wait(0.05):
-            client.delete(queue)
+            client.delete(*queues)
 
     thread = threading.Thread(target=drain, daemon=True)
     thread.start()
@@ -53,7 +53,7 @@ def _queue_kept_empty(redis_url: str, queue: str) -> Iterator[None]:
     finally:
         stop.set()
         thread.join(5)
-        client.delete(queue)
+        client.delete(*queues)
         client.close()
 
 
@@ -109,11 +109,7 @@ def ingest(bench: Bench) -> None:
     floor_spec = {**spec, "base_url": bench.stack.web_baseline_url}
     ours, floor = Bursts(), Bursts()
     redis_url = bench.stack.redis_url
-    with (
-        bench.workers_paused(),
-        _queue_kept_empty(redis_url, RUNS_QUEUE),
-        _queue_kept_empty(redis_url, INGEST_QUEUE),
-    ):
+    with bench.workers_paused(), _queues_kept_empty(redis_url, RUNS_QUEUE, INGEST_QUEUE):
         try:
             profile = PySpy.for_bench(bench, "web", "ingest")
             for index in range(ROUNDS):

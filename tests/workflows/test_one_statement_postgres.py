@@ -92,6 +92,15 @@ def _complete_set(worker: Driver, lease: Lease) -> Completion:
     )
 
 
+def _start_and_lease_set(worker: Driver, name: str) -> tuple[str, Lease]:
+    """A run of the chain with its first node ("set") leased, as a worker's claim leaves it."""
+    run_id = worker.start(_chain(_unique(name)), {"n": 20})
+    with worker.sessions.begin() as session:
+        lease = lease_node(session, run_id, "set", worker.settings)
+    assert lease is not None
+    return run_id, lease
+
+
 def _unique(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:8]}"
 
@@ -174,12 +183,9 @@ def test_a_failing_control_node_takes_the_general_way_and_fails_the_run(
 
 
 def test_a_completion_whose_lease_was_taken_back_writes_nothing(
-    pg_worker: Driver, pg_sessions: sessionmaker, pg_settings: Settings
+    pg_worker: Driver, pg_sessions: sessionmaker
 ) -> None:
-    run_id = pg_worker.start(_chain(_unique("fenced")), {"n": 20})
-    with pg_sessions.begin() as session:
-        lease = lease_node(session, run_id, "set", pg_settings)
-    assert lease is not None
+    run_id, lease = _start_and_lease_set(pg_worker, "fenced")
     with pg_sessions.begin() as session:  # as if the sweeper had handed it to someone else
         session.execute(
             update(NodeRun)
@@ -275,12 +281,9 @@ def test_a_trigger_for_a_paused_workflow_records_nothing(pg_sessions: sessionmak
 
 
 def test_a_run_cancelled_while_its_node_ran_starts_nothing_after_it(
-    pg_worker: Driver, pg_sessions: sessionmaker, pg_settings: Settings
+    pg_worker: Driver, pg_sessions: sessionmaker
 ) -> None:
-    run_id = pg_worker.start(_chain(_unique("cancelled")), {"n": 20})
-    with pg_sessions.begin() as session:
-        lease = lease_node(session, run_id, "set", pg_settings)
-    assert lease is not None
+    run_id, lease = _start_and_lease_set(pg_worker, "cancelled")
     with pg_sessions.begin() as session:
         assert cancel_run(session, run_id)
 
