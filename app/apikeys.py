@@ -17,8 +17,18 @@ from sqlalchemy.orm import Session
 
 from app.models import ApiKey
 
-Scope = Literal["admin", "read"]
-SCOPES: tuple[Scope, ...] = ("admin", "read")
+#: read: read everything; invoke: read, start runs and call tools (MCP, agents), change
+#: nothing else; admin: everything.
+Scope = Literal["admin", "invoke", "read"]
+SCOPES: tuple[Scope, ...] = ("admin", "invoke", "read")
+_RANK: dict[str, int] = {"read": 0, "invoke": 1, "admin": 2}
+
+
+def allows(scope: Scope, needed: Scope) -> bool:
+    """Whether a key of `scope` may do what needs `needed` (read < invoke < admin)."""
+    return _RANK[scope] >= _RANK[needed]
+
+
 KEY_PREFIX = "dmcp_"
 
 
@@ -40,7 +50,8 @@ def parse_env_keys(spec: str) -> list[tuple[Scope, str]]:
         scope, _, key = entry.partition(":")
         if scope not in SCOPES or not key:
             raise ValueError(
-                f"DUALMCP_API_KEYS entry {position + 1} must be 'admin:<key>' or 'read:<key>'"
+                f"DUALMCP_API_KEYS entry {position + 1} must be 'admin:<key>', 'invoke:<key>'"
+                " or 'read:<key>'"
             )
         keys.append((scope, key))
     return keys

@@ -19,7 +19,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys = commands.add_parser("keys", help="API keys")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_commands.add_parser("create", help="store a new API key and print it once")
-    create.add_argument("--scope", choices=["admin", "read"], required=True)
+    create.add_argument("--scope", choices=["admin", "invoke", "read"], required=True)
     create.add_argument("--name", default="", help="what the key is for")
     keys_commands.add_parser(
         "new-encryption-key", help="print a new Fernet key for DUALMCP_ENCRYPTION_KEY"

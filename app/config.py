@@ -106,9 +106,34 @@ class Settings(BaseSettings):
     agent_reply_wait_s: float = Field(
         30.0, ge=0, validation_alias=_env("DUALMCP_AGENT_REPLY_WAIT_S")
     )
+    #: Tool calls one agent turn may make before it is stopped with `"stopped": "max_tool_calls"`.
+    agent_max_tool_calls: int = Field(
+        8, ge=0, validation_alias=_env("DUALMCP_AGENT_MAX_TOOL_CALLS")
+    )
+    #: Seconds one tool call may take (a workflow's run, a remote MCP tool) before the model is
+    #: told it timed out.
+    agent_tool_timeout_s: float = Field(
+        30.0, gt=0, validation_alias=_env("DUALMCP_AGENT_TOOL_TIMEOUT_S")
+    )
+    #: Seconds a whole turn with tools may take; past it the turn ends `"stopped": "deadline"`.
+    agent_turn_deadline_s: float = Field(
+        120.0, gt=0, validation_alias=_env("DUALMCP_AGENT_TURN_DEADLINE_S")
+    )
+    #: Longest tool result kept in memory and given back to the model, in characters.
+    agent_tool_result_max_chars: int = Field(
+        16_000, ge=100, validation_alias=_env("DUALMCP_AGENT_TOOL_RESULT_MAX_CHARS")
+    )
     #: Where the agent task's replies wait for the front end (Celery result backend; REDIS_URL
     #: when empty). Node tasks store no results: PostgreSQL has them.
     celery_result_backend: str | None = Field(None, validation_alias=_env("CELERY_RESULT_BACKEND"))
+
+    # Serving tools over MCP (README: Use it from an MCP client).
+    #: Seconds a tool call at /mcp waits for its run or agent reply; one still running then is
+    #: answered with its run id, for `get_run`. Keep it under MCP clients' timeouts (often 60 s).
+    mcp_wait_s: float = Field(20.0, ge=0, validation_alias=_env("DUALMCP_MCP_WAIT_S"))
+    #: Comma-separated origins (`https://app.example.com`) whose browser pages may call /mcp; a
+    #: request with any other Origin header is refused (403). Non-browser clients send none.
+    mcp_allowed_origins: str = Field("", validation_alias=_env("DUALMCP_MCP_ALLOWED_ORIGINS"))
 
     # Messaging and credentials (README: Email, SMS and the outbox; Credentials). Secrets are
     # SecretStr: never printed or logged. With neither SMTP_URL nor TWILIO_* set, email and SMS

@@ -31,15 +31,33 @@ DEMO_LEAD_ID = "42"
 OUTPUT_WIDTH = 72
 
 
+#: The sales-lead workflow as a tool: the demo agent calls it, and so may any MCP client.
+DEMO_TOOL = {
+    "name": "process_lead",
+    "description": "Fetch a lead from the CRM, score it, email it, text it when hot, and tell "
+    "the sales team. Answers with what each last step did.",
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "lead_id": {"type": "string", "description": "the lead's id in the CRM"},
+            "source": {"type": "string", "description": "where the lead came from"},
+        },
+        "required": ["lead_id"],
+    },
+}
+
+
 def demo_workflow(base_url: str, secret: str) -> dict[str, Any]:
     """The seed's sales-lead automation (app/examples/sales_lead.json) wired to this process:
-    its CRM and the sales team's webhook are the demo endpoints (app/web/demo.py)."""
-    return load_example(
+    its CRM and the sales team's webhook are the demo endpoints (app/web/demo.py). It is also
+    a tool (`process_lead`) for agents and MCP clients."""
+    workflow = load_example(
         SALES_LEAD,
         crm_url=base_url + "/api/demo/crm",
         notify_url=base_url + "/api/demo/sales-team",
         trigger_secret=secret,
     )
+    return {**workflow, "tool": DEMO_TOOL}
 
 
 def new_webhook_secret() -> str:
@@ -67,6 +85,7 @@ def run_demo(config: StandaloneConfig) -> None:
             print_run(run)
             print_outbox(client, config, run["run_id"])
             _converse(client, config)
+            _agent_calls_the_workflow(client, config)
         print(_tour(config))
     except Exception as exc:
         print(f"demo failed: {type(exc).__name__}: {exc}")
@@ -130,6 +149,32 @@ def _converse(client: httpx.Client, config: StandaloneConfig) -> None:
     reply = answer.json()
     print(f"agent {DEMO_AGENT_ID} (session demo, {reply['memory_size']} messages stored):")
     print(f"  {reply['reply']}")
+
+
+def _agent_calls_the_workflow(client: httpx.Client, config: StandaloneConfig) -> None:
+    """The agent gets the sales-lead workflow as a tool and calls it (the echo provider's
+    `/call` syntax stands in for a model's tool call), then answers with its result."""
+    admin = {"Authorization": f"Bearer {config.admin_key}"}
+    tools = {"tools": [{"type": "workflow", "workflow_id": DEMO_WORKFLOW_ID}]}
+    changed = client.patch(
+        f"/api/agents/{DEMO_AGENT_ID}", json={**tools, "expose_as_tool": True}, headers=admin
+    )
+    changed.raise_for_status()
+    call = json.dumps({"lead_id": "7", "source": "agent"})
+    message = {
+        "agent_id": DEMO_AGENT_ID,
+        "session_id": "demo-tools",
+        "message": f"/call {DEMO_TOOL['name']} {call}",
+    }
+    answer = client.post("/api/mcp/process", json=message, headers=admin, timeout=60)
+    answer.raise_for_status()
+    reply = answer.json()
+    print(f"agent {DEMO_AGENT_ID} called the workflow as a tool:")
+    for made in reply.get("tool_calls", []):
+        outcome = "ok" if made["ok"] else "failed"
+        print(f"  {made['name']}({json.dumps(made['arguments'])}): {outcome} in {made['ms']} ms")
+    text = " ".join(reply["reply"].split())
+    print(f"  {text if len(text) <= OUTPUT_WIDTH else text[: OUTPUT_WIDTH - 3] + '...'}")
 
 
 def print_run(run: dict[str, Any]) -> None:
@@ -204,5 +249,11 @@ def _tour(config: StandaloneConfig) -> str:
         f"  curl -H 'Authorization: Bearer {config.admin_key}' "
         f"'{config.url}/api/agents/{DEMO_AGENT_ID}/memory?session_id=demo'\n"
         f"  curl {config.url}/api/openapi.json\n"
+        "Use its workflows and agents as tools from an MCP client (README: Use it from an MCP "
+        "client):\n"
+        f"  claude mcp add --transport http dualmcp {config.url}/mcp "
+        f"--header 'Authorization: Bearer {config.admin_key}'\n"
+        f"  npx @modelcontextprotocol/inspector --cli {config.url}/mcp --transport http "
+        f"--header 'Authorization: Bearer {config.admin_key}' --method tools/list\n"
         "Serving; Ctrl-C stops."
     )

@@ -64,6 +64,10 @@ ROWS: list[tuple[str, str, str, str, Check | None]] = [
     ("overload_lost", "overload: admitted runs lost", "", "0", _at_most(0)),
     ("agent_p50_ms", "agent reply p50, memory cache hit", "ms", "", None),
     ("agent_miss_p50_ms", "agent reply p50, memory cache miss", "ms", "", None),
+    ("mcp_execute_poll_p50_ms", "execute + poll to done p50", "ms", "", None),
+    ("mcp_tool_call_p50_ms", "MCP tools/call to result p50", "ms", "", None),
+    ("mcp_call_over_execute_ratio", "tools/call / execute + poll", "x", "", None),
+    ("mcp_tools_list_p50_ms", "MCP tools/list p50, 200 tools", "ms", "", None),
     ("db_round_trips_per_node", "DB round trips per control node", "", "", None),
 ]
 

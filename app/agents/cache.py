@@ -45,8 +45,11 @@ class Cache(Protocol):
     def replace_list(self, key: str, items: list[str], ttl_s: int) -> None:
         """Swap the whole list at once: a reader sees the old one or the new one."""
 
-    def lock(self, name: str, ttl_s: float, wait_s: float) -> AbstractContextManager[None]:
-        """Hold `name` exclusively; SessionBusy after `wait_s`; released after `ttl_s` at most."""
+    def lock(
+        self, name: str, ttl_s: float, wait_s: float, owner: str | None = None
+    ) -> AbstractContextManager[None]:
+        """Hold `name` exclusively; SessionBusy after `wait_s`; released after `ttl_s` at most.
+        A lock still held by the same `owner` (a holder that died) is taken over at once."""
 
 
 class RedisCache:
@@ -87,9 +90,15 @@ class RedisCache:
             pipe.execute()
 
     @contextmanager
-    def lock(self, name: str, ttl_s: float, wait_s: float) -> Iterator[None]:
+    def lock(
+        self, name: str, ttl_s: float, wait_s: float, owner: str | None = None
+    ) -> Iterator[None]:
         lock = self.client.lock(name, timeout=ttl_s, blocking_timeout=wait_s)
-        if not lock.acquire():
+        token = owner.encode() if owner is not None else None
+        if token is not None and self.client.get(name) == token:
+            lock.local.token = token  # ours, left by a worker that died: take it over
+            lock.reacquire()
+        elif not lock.acquire(token=token):
             raise SessionBusy(f"another message to this session is still running ({wait_s:g}s)")
         try:
             yield
@@ -141,7 +150,10 @@ class LocalCache:
                 self._values.pop(key, None)
 
     @contextmanager
-    def lock(self, name: str, ttl_s: float, wait_s: float) -> Iterator[None]:
+    def lock(
+        self, name: str, ttl_s: float, wait_s: float, owner: str | None = None
+    ) -> Iterator[None]:
+        # One process holds every turn here: a dead holder took the lock with it.
         stripe = self._stripes[zlib.crc32(name.encode()) % self.STRIPES]
         if not stripe.acquire(timeout=wait_s):
             raise SessionBusy(f"another message to this session is still running ({wait_s:g}s)")

@@ -1,9 +1,13 @@
 """Memory per (agent, session): the last N whole turns in a Redis list, PostgreSQL behind it.
 
 - `agent_messages` holds every message; its `id` is the sequence (assigned under the session's
-  lock, so it is the order the conversation happened in, whatever the clocks say).
+  lock, so it is the order the conversation happened in, whatever the clocks say). A turn with
+  tools holds more than two: the user's message, an assistant message naming its tool calls, a
+  `tool` message per result, ..., the reply; each is stored as it happens (`record`), so a turn
+  taken over by another worker finds what was already done (`turn_messages`).
 - The Redis list `dualmcp:memory:<agent>:<session>` holds a header (the rolling summary) and
-  then one item per whole turn (a message and its reply), the last N of them, with a TTL. Its
+  then one item per whole turn (a message, its tool calls and results, its reply), the last N
+  of them, with a TTL. Its
   header is always there, so an empty conversation is cached too.
 - A missing list (TTL, eviction, FLUSHDB) is rebuilt from PostgreSQL: nothing is lost.
 - Turns that fall out of the window are folded into the session's rolling summary, stored in
@@ -27,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.agents.cache import Cache
 from app.agents.summary import REBUILD_TURNS, fold
 from app.errors import NotFound
-from app.llm import ChatMessage
+from app.llm import ChatMessage, ToolCall
 from app.models import AgentMCP, AgentMessage, utcnow
 
 log = logging.getLogger(__name__)
@@ -48,7 +52,34 @@ class Window:
     turns: list[Turn] = field(default_factory=list)
 
     def messages(self) -> list[ChatMessage]:
-        return [ChatMessage(m["role"], m["content"]) for turn in self.turns for m in turn]
+        return [chat_message(m) for turn in self.turns for m in turn]
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message to store: a tool call's result carries `tool_result` {"id", "name", "ok", "ms"},
+    an assistant message that asks for calls carries `tool_calls` [{"id", "name", "arguments"}]."""
+
+    role: str
+    content: str
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_result: dict[str, Any] | None = None
+
+
+def chat_message(stored: dict[str, Any]) -> ChatMessage:
+    """A stored message as the LLM interface takes it (each provider writes its own format)."""
+    calls = tuple(
+        ToolCall(call["id"], call["name"], call.get("arguments") or {})
+        for call in stored.get("tool_calls") or ()
+    )
+    result = stored.get("tool_result") or {}
+    return ChatMessage(
+        stored["role"],
+        stored["content"],
+        tool_calls=calls,
+        tool_call_id=result.get("id"),
+        is_error=result.get("ok") is False,
+    )
 
 
 def memory_key(agent_id: str, session_id: str) -> str:
@@ -81,11 +112,15 @@ class Memory:
         self._lock_wait_s = lock_wait_s
 
     @contextmanager
-    def lock(self, agent_id: str, session_id: str) -> Iterator[None]:
+    def lock(self, agent_id: str, session_id: str, owner: str | None = None) -> Iterator[None]:
         """One turn at a time per session, across every worker: both messages are stored, in
-        order, and the second sees the first."""
+        order, and the second sees the first. A turn taken over after its worker died (the
+        same `owner`, its turn id) takes the lock over instead of waiting for it to expire."""
         with self._cache.lock(
-            f"{LOCK_PREFIX}{agent_id}:{session_id}", self._lock_ttl_s, self._lock_wait_s
+            f"{LOCK_PREFIX}{agent_id}:{session_id}",
+            self._lock_ttl_s,
+            self._lock_wait_s,
+            owner=owner,
         ):
             yield
 
@@ -104,13 +139,37 @@ class Memory:
     ) -> tuple[Window, int]:
         """Store a whole turn (PostgreSQL first, then the cache); returns the new window and
         how many messages the session has stored."""
+        new = [NewMessage("user", message), NewMessage("assistant", reply)]
+        return self.finish_turn(agent_id, session_id, window, [], new)
+
+    def record(
+        self, agent_id: str, session_id: str, turn_id: str | None, new: Sequence[NewMessage]
+    ) -> list[dict[str, Any]]:
+        """Store messages of a turn under way (its tool calls and results), in one transaction,
+        before the turn goes on: what was done is never done twice. Returns them as stored."""
         now = utcnow()
         try:
             with self._sessions.begin() as session:
-                turn = [
-                    _stored(session, agent_id, session_id, "user", message, now),
-                    _stored(session, agent_id, session_id, "assistant", reply, now),
-                ]
+                return [_stored(session, agent_id, session_id, m, now, turn_id) for m in new]
+        except IntegrityError:
+            raise NotFound(f"no agent with id {agent_id!r}") from None
+
+    def finish_turn(
+        self,
+        agent_id: str,
+        session_id: str,
+        window: Window,
+        recorded: Sequence[dict[str, Any]],
+        new: Sequence[NewMessage],
+        turn_id: str | None = None,
+    ) -> tuple[Window, int]:
+        """Store the turn's last messages, then fold it (the `recorded` messages and these)
+        into the window and the cache. Returns the new window and the session's message count."""
+        now = utcnow()
+        try:
+            with self._sessions.begin() as session:
+                turn = [*recorded]
+                turn += [_stored(session, agent_id, session_id, m, now, turn_id) for m in new]
                 turns = [*window.turns, turn]
                 cut = max(len(turns) - self._window_turns, 0)
                 evicted, kept = turns[:cut], turns[cut:]
@@ -127,6 +186,23 @@ class Memory:
         updated = Window(summary, kept)
         self._cache_window(agent_id, session_id, updated)
         return updated, int(size or 0)
+
+    def size(self, agent_id: str, session_id: str) -> int:
+        """How many messages the session has stored."""
+        with self._sessions() as session:
+            count = session.scalar(select(func.count()).where(*_of_session(agent_id, session_id)))
+        return int(count or 0)
+
+    def turn_messages(self, agent_id: str, session_id: str, turn_id: str) -> list[dict[str, Any]]:
+        """What a turn already stored, oldest first: a turn resumed on another worker goes on
+        from its last recorded result."""
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(AgentMessage)
+                .where(*_of_session(agent_id, session_id), AgentMessage.turn_id == turn_id)
+                .order_by(AgentMessage.id)
+            )
+            return [_as_dict(row) for row in rows]
 
     def history(self, agent_id: str, session_id: str, limit: int) -> list[dict[str, Any]]:
         """The session's last `limit` stored messages, oldest first (PostgreSQL, not the cache)."""
@@ -200,11 +276,23 @@ def _of_session(agent_id: str, session_id: str) -> tuple[Any, Any]:
 
 
 def _stored(
-    session: Session, agent_id: str, session_id: str, role: str, content: str, now: datetime
+    session: Session,
+    agent_id: str,
+    session_id: str,
+    message: NewMessage,
+    now: datetime,
+    turn_id: str | None,
 ) -> dict[str, Any]:
     # One flush per message: the ids (the sequence) follow the order of the conversation.
     row = AgentMessage(
-        agent_id=agent_id, session_id=session_id, role=role, content=content, created_at=now
+        agent_id=agent_id,
+        session_id=session_id,
+        role=message.role,
+        content=message.content,
+        tool_calls=message.tool_calls,
+        tool_result=message.tool_result,
+        turn_id=turn_id,
+        created_at=now,
     )
     session.add(row)
     session.flush()
@@ -212,23 +300,38 @@ def _stored(
 
 
 def _as_dict(row: AgentMessage) -> dict[str, Any]:
-    return {
+    shaped: dict[str, Any] = {
         "id": row.id,
         "role": row.role,
         "content": row.content,
         "created_at": row.created_at.isoformat().replace("+00:00", "Z"),
     }
+    if row.tool_calls:
+        shaped["tool_calls"] = row.tool_calls
+    if row.tool_result:
+        shaped["tool_result"] = row.tool_result
+    return shaped
 
 
 def _last_turns(
     session: Session, agent_id: str, session_id: str, turns: int, before: int | None
 ) -> list[Turn]:
-    """The last `turns` whole turns (of messages before id `before`), oldest first."""
-    query = select(AgentMessage).where(*_of_session(agent_id, session_id))
+    """The last `turns` whole turns (of messages before id `before`), oldest first. A turn is
+    two messages, or more with tool calls: it starts at the turn-th newest user message."""
+    conditions = [*_of_session(agent_id, session_id)]
     if before is not None:
-        query = query.where(AgentMessage.id < before)
-    rows = session.scalars(query.order_by(AgentMessage.id.desc()).limit(turns * 2 + 2)).all()
-    return group_turns([_as_dict(row) for row in reversed(rows)])[-turns:]
+        conditions.append(AgentMessage.id < before)
+    first = session.scalar(
+        select(AgentMessage.id)
+        .where(*conditions, AgentMessage.role == "user")
+        .order_by(AgentMessage.id.desc())
+        .offset(turns - 1)
+        .limit(1)
+    )
+    if first is not None:
+        conditions.append(AgentMessage.id >= first)
+    rows = session.scalars(select(AgentMessage).where(*conditions).order_by(AgentMessage.id))
+    return group_turns([_as_dict(row) for row in rows])[-turns:]
 
 
 def group_turns(messages: Sequence[dict[str, Any]]) -> list[Turn]:

@@ -40,10 +40,17 @@ class AgentTasks(Protocol):
         """The turn's state, waiting up to `wait_s` for it to be done."""
 
 
-def run_turn(agents: AgentService, agent_id: str, session_id: str, message: str) -> dict[str, Any]:
-    """One turn, its failure included: never raises, so the result is always JSON."""
+def run_turn(
+    agents: AgentService,
+    agent_id: str,
+    session_id: str,
+    message: str,
+    turn_id: str | None = None,
+) -> dict[str, Any]:
+    """One turn, its failure included: never raises, so the result is always JSON. A turn id
+    seen before (a redelivered task) resumes that turn."""
     try:
-        reply = agents.converse(agent_id, session_id, message)
+        reply = agents.converse(agent_id, session_id, message, turn_id=turn_id)
     except NotFound as exc:
         return _error(404, "not_found", str(exc))
     except RetryableDriverError as exc:

@@ -74,11 +74,23 @@ def find_credential(
 ) -> Credential | None:
     """The workflow's credential `name`, else its agent's; None when neither has one.
     Raises CannotDecrypt (naming the credential, never a value) when no key decrypts it."""
-    candidates = [("workflow", workflow_id)] + ([("agent", agent_id)] if agent_id else [])
+    candidates: list[tuple[Owner, str]] = [("workflow", workflow_id)]
+    candidates += [("agent", agent_id)] if agent_id else []
+    return _first_found(session, cipher, name, candidates)
+
+
+def find_agent_credential(
+    session: Session, cipher: Cipher, name: str, agent_id: str
+) -> Credential | None:
+    """The agent's credential `name`; None when it has none."""
+    return _first_found(session, cipher, name, [("agent", agent_id)])
+
+
+def _first_found(
+    session: Session, cipher: Cipher, name: str, candidates: list[tuple[Owner, str]]
+) -> Credential | None:
     for owner, owner_id in candidates:
-        row = session.scalar(
-            _owned(owner, owner_id).where(StoredCredential.name == name)  # type: ignore[arg-type]
-        )
+        row = session.scalar(_owned(owner, owner_id).where(StoredCredential.name == name))
         if row is not None:
             try:
                 plaintext = cipher.decrypt(row.ciphertext)

@@ -8,6 +8,7 @@ shares it with POST /api/mcp/process and with other runs.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,13 +42,19 @@ class McpLlmDriver(Driver):
                 "mcp_llm needs an agent: set the workflow's agent_id or params.agent_id"
             )
         session_id = params.session_id or f"run-{ctx.run_id}"
+        # One turn per node of a run: another attempt resumes it from its last tool result.
+        node_key = hashlib.sha256(f"{ctx.run_id}:{ctx.node_id}".encode()).hexdigest()[:40]
         try:
-            reply = agents.converse(agent_id, session_id, params.prompt)
+            reply = agents.converse(agent_id, session_id, params.prompt, turn_id=f"node-{node_key}")
         except NotFound as exc:
             raise PermanentDriverError(str(exc)) from None
-        return {
+        output: dict[str, Any] = {
             **reply.completion.to_output(),
             "agent_id": agent_id,
             "session_id": session_id,
             "memory_size": reply.memory_size,
+            "tool_calls": reply.tool_calls,
         }
+        if reply.stopped is not None:
+            output["stopped"] = reply.stopped
+        return output

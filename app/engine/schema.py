@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any, Literal
 
+from jsonschema import Draft202012Validator
+from jsonschema.protocols import Validator
+from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
+from referencing import Registry
 
 from app.engine.cron import InvalidSchedule, check_cron, check_timezone
 
@@ -146,6 +152,72 @@ def _is_standard_secret(secret: str) -> bool:
         return False
 
 
+#: MCP's and OpenAI's rules for a tool name.
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+#: Names /mcp serves itself: a run's status, and one `ask_<agent_id>` per exposed agent.
+RESERVED_TOOL_NAMES: frozenset[str] = frozenset({"get_run"})
+RESERVED_TOOL_PREFIX = "ask_"
+MAX_TOOL_DESCRIPTION = 1024
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # fullmatch: `$` would let a "\n" through
+#: What `validator_for` answers for an unknown `$schema` (a marker, never called).
+_UNKNOWN_DIALECT: Any = object()
+
+
+def is_reserved_tool_name(name: str) -> bool:
+    return name in RESERVED_TOOL_NAMES or name.startswith(RESERVED_TOOL_PREFIX)
+
+
+def input_schema_dialect(schema: Mapping[str, Any]) -> type[Validator] | None:
+    """The validator class for the schema's `$schema` (2020-12 when absent); None if unknown."""
+    if "$schema" not in schema:
+        return Draft202012Validator
+    if not isinstance(schema["$schema"], str):
+        return None
+    # An explicit default: an unknown dialect is ours to refuse, not a DeprecationWarning.
+    known = validator_for(schema, default=_UNKNOWN_DIALECT)
+    return None if known is _UNKNOWN_DIALECT else known
+
+
+def compile_input_schema(schema: Mapping[str, Any]) -> Validator:
+    """A validator for a (save-time checked) input schema. Its registry is empty: a `$ref` is
+    resolved inside the schema or not at all, never fetched (jsonschema's default registry
+    would retrieve remote URLs, an SSRF door; and the engine does no I/O)."""
+    cls = input_schema_dialect(schema) or Draft202012Validator
+    return cls(schema, registry=Registry(), format_checker=cls.FORMAT_CHECKER)
+
+
+class ToolBlock(BaseModel):
+    """A workflow served as a tool (at /mcp, to agents): what a model reads to decide to call it,
+    and the JSON Schema its input must match. The save-time checks the pydantic model cannot
+    make (reserved names, the schema itself) are in app/engine/validation.py."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
+    description: str = Field(min_length=1, max_length=MAX_TOOL_DESCRIPTION)
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name_is_a_tool_name(cls, value: Any) -> Any:
+        """One clear message instead of the bare pattern."""
+        if isinstance(value, str) and not _TOOL_NAME.fullmatch(value):
+            raise ValueError("a tool name is 1 to 64 letters, digits, '_' or '-'")
+        return value
+
+    @field_validator("description")
+    @classmethod
+    def _description_says_something(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a tool needs a description: the model reads it to choose the tool")
+        return value
+
+    @cached_property
+    def input_validator(self) -> Validator:
+        """Compiled once per parsed definition (definitions are cached per process)."""
+        return compile_input_schema(self.input_schema)
+
+
 class WorkflowDefinition(BaseModel):
     """A whole workflow as stored in `workflows.workflow_json`."""
 
@@ -157,6 +229,8 @@ class WorkflowDefinition(BaseModel):
     trigger: TriggerConfig = Field(default_factory=TriggerConfig)
     start: str | None = None
     nodes: list[NodeDefinition] = Field(min_length=1)
+    #: Present when the workflow is also a tool (DESIGN.md: Agents that act).
+    tool: ToolBlock | None = None
 
     @property
     def entry_id(self) -> str:

@@ -2,7 +2,8 @@
 
 Each problem has a code and a path into the user's JSON (`nodes[2].retry.max_attempts`), so a
 client can point at the field. Checks (DESIGN.md: Workflow definition): schema, unique ids, known
-types, existing references, no cycles, every node reachable, params valid for the driver.
+types, existing references, no cycles, every node reachable, params valid for the driver; and
+for a workflow that is a tool, a name /mcp does not serve itself and a valid object JSON Schema.
 """
 
 from __future__ import annotations
@@ -14,17 +15,34 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from referencing import Registry
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012, specification_with
 
 from app.engine.graph import find_cycles, reachable
 from app.engine.paths import child_path
-from app.engine.schema import CONDITIONAL_NODE_TYPE, NodeDefinition, WorkflowDefinition
+from app.engine.schema import (
+    CONDITIONAL_NODE_TYPE,
+    NodeDefinition,
+    WorkflowDefinition,
+    input_schema_dialect,
+    is_reserved_tool_name,
+)
 from app.engine.templating import condition_error, contains_template, template_errors
 from app.errors import DefinitionInvalid
 
-__all__ = ["Problem", "check_definition", "validate_definition"]
+__all__ = ["Problem", "check_definition", "input_schema_problems", "validate_definition"]
 
 #: pydantic errors about which fields are there, true whatever a template renders to.
 _SHAPE_ERRORS = frozenset({"missing", "extra_forbidden"})
+#: Longest message quoted from jsonschema about a user's input schema.
+_MAX_SCHEMA_MESSAGE = 300
+#: Keywords whose values are data, not subschemas: a `$ref` key inside them is not a reference.
+_DATA_KEYWORDS = frozenset({"const", "default", "enum", "examples"})
+#: Keywords whose values map names to subschemas (a property may be called "default").
+_SCHEMA_MAPS = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,7 @@ def validate_definition(
         problems.extend(_pydantic_problems(exc, raw, "invalid_schema", ""))
     graph = _Graph.of(definition) if definition is not None else _Graph.salvage(raw)
     problems.extend(_graph_problems(graph, param_schemas))
+    problems.extend(_tool_problems(raw.get("tool")))
     return definition, problems
 
 
@@ -256,6 +275,82 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     if match:
         return f"; did you mean {match[0]!r}?"
     return f"; known: {', '.join(options)}" if options and len(options) <= 20 else ""
+
+
+def _tool_problems(tool: Any) -> list[Problem]:
+    """What the ToolBlock model cannot say, read from the raw block so it is reported even when
+    another field of it is wrong (the model reports those)."""
+    if not isinstance(tool, Mapping):
+        return []
+    problems = []
+    name = tool.get("name")
+    if isinstance(name, str) and is_reserved_tool_name(name):
+        message = f"{name!r} is reserved: /mcp serves get_run and ask_<agent_id> itself"
+        problems.append(Problem("reserved_tool_name", "tool.name", message))
+    schema = tool.get("input_schema")
+    if isinstance(schema, Mapping):
+        problems.extend(input_schema_problems(schema, "tool.input_schema"))
+    return problems
+
+
+def input_schema_problems(schema: Mapping[str, Any], base: str) -> list[Problem]:
+    """Every reason `schema` cannot be a tool's input schema: a known dialect, valid against its
+    meta-schema, `"type": "object"` at the top (MCP and the LLM providers require it), and
+    `$ref`s that resolve inside the schema (nothing is fetched)."""
+    cls = input_schema_dialect(schema)
+    if cls is None:
+        message = "unknown JSON Schema dialect; leave `$schema` out for draft 2020-12"
+        return [Problem("invalid_input_schema", child_path(base, "$schema"), message)]
+    problems = []
+    meta = cls(cls.META_SCHEMA, format_checker=cls.FORMAT_CHECKER)
+    for error in meta.iter_errors(schema):
+        path = base
+        for key in error.absolute_path:
+            path = child_path(path, key)
+        message = error.message
+        if len(message) > _MAX_SCHEMA_MESSAGE:
+            message = message[: _MAX_SCHEMA_MESSAGE - 3] + "..."
+        problems.append(Problem("invalid_input_schema", path, message))
+    if schema.get("type") != "object":
+        message = 'a tool\'s input schema must have "type": "object" at the top'
+        problems.append(Problem("invalid_input_schema", child_path(base, "type"), message))
+    problems.extend(_schema_reference_problems(schema, base, cls.META_SCHEMA.get("$id", "")))
+    return sorted(problems, key=lambda problem: problem.path)
+
+
+def _schema_reference_problems(schema: Mapping[str, Any], base: str, dialect: str) -> list[Problem]:
+    """`$ref` and `$dynamicRef` must point inside the schema ("#/$defs/x", "#anchor")."""
+    resource = specification_with(dialect, default=DRAFT202012).create_resource(schema)
+    resolver = Registry().resolver_with_root(resource)
+    problems = []
+    for path, ref in _references(schema, base):
+        if not ref.startswith("#"):
+            message = 'only references inside the schema ("#/$defs/...") are allowed'
+            problems.append(Problem("invalid_input_schema", path, message))
+            continue
+        try:
+            resolver.lookup(ref)
+        except Unresolvable:
+            message = f"{ref!r} points to nothing in the schema"
+            problems.append(Problem("invalid_input_schema", path, message))
+    return problems
+
+
+def _references(value: Any, path: str, *, names: bool = False) -> Iterable[tuple[str, str]]:
+    """(path, target) of every reference; `names` when `value` maps names to subschemas."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            child = child_path(path, key)
+            if names:
+                yield from _references(item, child)
+            elif key in ("$ref", "$dynamicRef"):
+                if isinstance(item, str):
+                    yield child, item
+            elif key not in _DATA_KEYWORDS:
+                yield from _references(item, child, names=key in _SCHEMA_MAPS)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _references(item, child_path(path, index))
 
 
 def _pydantic_problems(

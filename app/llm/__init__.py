@@ -16,7 +16,15 @@ from pydantic import SecretStr
 
 from app.config import Settings
 from app.errors import LLMRequestFailed
-from app.llm.base import ChatMessage, Completion, Provider, provider_error, redact
+from app.llm.base import (
+    ChatMessage,
+    Completion,
+    Provider,
+    ToolCall,
+    ToolSpec,
+    provider_error,
+    redact,
+)
 from app.llm.config import DEFAULT_MODELS, LLMConfig, ProviderName
 from app.metrics import record_llm_tokens
 
@@ -29,6 +37,8 @@ __all__ = [
     "LLMProviders",
     "Provider",
     "ProviderName",
+    "ToolCall",
+    "ToolSpec",
     "provider_error",
     "redact",
 ]
@@ -75,10 +85,18 @@ class LLMProviders:
         return True
 
     def complete(
-        self, messages: Sequence[ChatMessage], system: str, config: LLMConfig
+        self,
+        messages: Sequence[ChatMessage],
+        system: str,
+        config: LLMConfig,
+        tools: Sequence[ToolSpec] = (),
     ) -> Completion:
         """One call to the provider `config` names; its tokens are counted for GET /metrics."""
-        completion = self.get(config.provider).complete(messages, system, config)
+        provider = self.get(config.provider)
+        if tools:
+            completion = provider.complete(messages, system, config, tools)
+        else:
+            completion = provider.complete(messages, system, config)
         record_llm_tokens(completion.provider, sum(completion.usage.values()))
         return completion
 

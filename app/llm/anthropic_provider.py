@@ -3,10 +3,17 @@
 `system=` carries the system prompt (the Messages API has no system role). The server is the
 config's `base_url` (through the SSRF guard, app/llm/guarded.py), else ANTHROPIC_BASE_URL, else
 api.anthropic.com; the key is ANTHROPIC_API_KEY.
+
+Tools go as `tools=[{"name", "description", "input_schema"}]`; the model's calls come back as
+`tool_use` blocks. In history an assistant's calls are `tool_use` blocks after its text, and
+results are `tool_result` blocks of a user message: the API wants every result of one assistant
+turn in the very next user message, so consecutive results, and a user's text that follows
+them, are merged into one user message (results first, as the API asks).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +22,15 @@ import httpx
 
 from app.config import Settings
 from app.errors import LLMRequestFailed
-from app.llm.base import ChatMessage, Completion, SdkClients, provider_error
+from app.llm.base import (
+    RAW_ARGUMENTS,
+    ChatMessage,
+    Completion,
+    SdkClients,
+    ToolCall,
+    ToolSpec,
+    provider_error,
+)
 from app.llm.config import LLMConfig
 from app.llm.guarded import guarded_httpx2_client
 
@@ -38,16 +53,22 @@ class AnthropicProvider:
         self._clients = SdkClients(self._new_client)
 
     def complete(
-        self, messages: Sequence[ChatMessage], system: str, config: LLMConfig
+        self,
+        messages: Sequence[ChatMessage],
+        system: str,
+        config: LLMConfig,
+        tools: Sequence[ToolSpec] = (),
     ) -> Completion:
         client = self._clients.get(config.base_url)
-        wire: list[Any] = [{"role": m.role, "content": m.content} for m in messages]
+        wire: list[Any] = wire_messages(messages)
+        wire_tools: list[Any] = [_wire_tool(tool) for tool in tools]
         try:
             response = client.messages.create(
                 model=config.model,
                 max_tokens=config.max_tokens,
                 messages=wire,
                 system=system or anthropic.omit,
+                tools=wire_tools or anthropic.omit,
                 # The SDK's typed signature no longer lists temperature; the wire format does.
                 extra_body={"temperature": config.temperature},
             )
@@ -56,11 +77,16 @@ class AnthropicProvider:
                 self.name, exc, secrets=[self._key()], retries=self._settings.llm_max_retries
             ) from None
         text = "".join(block.text for block in response.content if block.type == "text")
+        calls = tuple(
+            ToolCall(block.id, block.name, _arguments(block.input))
+            for block in response.content
+            if block.type == "tool_use"
+        )
         usage = {
             "input_tokens": response.usage.input_tokens,
             "output_tokens": response.usage.output_tokens,
         }
-        return Completion(text, response.model or config.model, self.name, usage)
+        return Completion(text, response.model or config.model, self.name, usage, calls)
 
     def close(self) -> None:
         client = self._clients.operator_client()
@@ -88,3 +114,61 @@ class AnthropicProvider:
             max_retries=settings.llm_max_retries,
             timeout=settings.llm_timeout_s,
         )
+
+
+def wire_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """The history in the Messages API's format, user and assistant alternating."""
+    wire: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "tool":
+            block: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": message.tool_call_id,
+                "is_error": message.is_error,
+            }
+            if message.content:  # the API refuses empty text; no content reads as empty
+                block["content"] = message.content
+            _append_user_blocks(wire, [block])
+        elif message.role == "user" and _follows_tool_results(wire):
+            _append_user_blocks(wire, [{"type": "text", "text": message.content}])
+        elif message.role == "assistant" and message.tool_calls:
+            blocks: list[dict[str, Any]] = []
+            if message.content:
+                blocks.append({"type": "text", "text": message.content})
+            blocks += [
+                {"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}
+                for call in message.tool_calls
+            ]
+            wire.append({"role": "assistant", "content": blocks})
+        else:
+            wire.append({"role": message.role, "content": message.content})
+    return wire
+
+
+def _follows_tool_results(wire: list[dict[str, Any]]) -> bool:
+    last = wire[-1] if wire else None
+    return (
+        last is not None
+        and last["role"] == "user"
+        and isinstance(last["content"], list)
+        and any(block["type"] == "tool_result" for block in last["content"])
+    )
+
+
+def _append_user_blocks(wire: list[dict[str, Any]], blocks: list[dict[str, Any]]) -> None:
+    """Add to the user message that holds the results of the last assistant turn, or start one."""
+    if _follows_tool_results(wire):
+        wire[-1]["content"].extend(blocks)
+    else:
+        wire.append({"role": "user", "content": blocks})
+
+
+def _wire_tool(tool: ToolSpec) -> dict[str, Any]:
+    return {"name": tool.name, "description": tool.description, "input_schema": tool.input_schema}
+
+
+def _arguments(value: object) -> dict[str, Any]:
+    """A tool_use block's input: an object by the API's contract; anything else kept raw."""
+    if isinstance(value, dict):
+        return value
+    return {RAW_ARGUMENTS: value if isinstance(value, str) else json.dumps(value)}

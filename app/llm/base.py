@@ -8,6 +8,7 @@ that names the provider and the status but never a key.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -17,7 +18,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from app.errors import DriverError, LLMRequestFailed, LLMUnavailable
 from app.llm.config import LLMConfig
 
-Role = Literal["user", "assistant"]
+Role = Literal["user", "assistant", "tool"]
 E = TypeVar("E", bound=BaseException)
 C = TypeVar("C")
 
@@ -30,11 +31,58 @@ _SDK_PREFIX = re.compile(r"^Error code: \d+(?: - )?")
 
 
 @dataclass(frozen=True)
+class ToolSpec:
+    """A tool offered to the model. `name` already follows every provider's rules
+    (`^[A-Za-z0-9_-]{1,64}$`; app/agents/tool_names.py maps other names to it and back)."""
+
+    name: str
+    description: str
+    #: A JSON Schema of type object: the tool's arguments.
+    input_schema: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """The model asks for one call of a tool; `id` pairs it with its result."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+#: The one argument of a call whose arguments were not a JSON object: the text as the model
+#: sent it. The tool loop answers such a call with an error result (bad arguments), so the
+#: model can retry; it never reaches a tool.
+RAW_ARGUMENTS = "_raw"
+
+
+def parse_tool_arguments(text: str | None) -> dict[str, Any]:
+    """A call's arguments as sent on the wire (JSON text): an object, {} when empty, else
+    {RAW_ARGUMENTS: text} (never raises: a model's malformed call is the model's to fix)."""
+    if text is None or not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {RAW_ARGUMENTS: text}
+    return value if isinstance(value, dict) else {RAW_ARGUMENTS: text}
+
+
+@dataclass(frozen=True)
 class ChatMessage:
-    """One message of a conversation; the system prompt travels separately."""
+    """One message of a conversation; the system prompt travels separately.
+
+    An assistant message may carry `tool_calls` (then `content` is whatever text came with
+    them); a `tool` message is the result of the call `tool_call_id`, an error when `is_error`.
+    Each provider writes these in its own wire format (OpenAI `tool_calls` / role `tool`,
+    Anthropic `tool_use` / `tool_result` blocks).
+    """
 
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    is_error: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,6 +94,8 @@ class Completion:
     provider: str
     #: Token counts as the provider reported them: input_tokens, output_tokens.
     usage: dict[str, int] = field(default_factory=dict)
+    #: Calls the model asks for before it answers (only when tools were offered).
+    tool_calls: tuple[ToolCall, ...] = ()
 
     def to_output(self) -> dict[str, Any]:
         return {
@@ -62,8 +112,13 @@ class Provider(Protocol):
     name: str
 
     def complete(
-        self, messages: Sequence[ChatMessage], system: str, config: LLMConfig
-    ) -> Completion: ...
+        self,
+        messages: Sequence[ChatMessage],
+        system: str,
+        config: LLMConfig,
+        tools: Sequence[ToolSpec] = (),
+    ) -> Completion:
+        """One model call; with `tools`, the model may answer with `tool_calls` instead."""
 
     def close(self) -> None:
         """Release the connections the provider opened itself (not the shared guarded client)."""

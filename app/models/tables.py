@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     ForeignKey,
     ForeignKeyConstraint,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -36,6 +38,10 @@ class AgentMCP(Base):
     llm_config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     memory_context: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     personality_traits: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    #: What the agent may call: workflows and remote MCP servers (app/agents/tools.py).
+    tools: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    #: Served at /mcp as the tool `ask_<agent_id>`.
+    expose_as_tool: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -44,15 +50,25 @@ class AgentMessage(Base):
     """One message of an agent's conversation memory: the durable copy behind the Redis cache."""
 
     __tablename__ = "agent_messages"
-    __table_args__ = (Index("ix_agent_messages_session", "agent_id", "session_id", "id"),)
+    __table_args__ = (
+        Index("ix_agent_messages_session", "agent_id", "session_id", "id"),
+        Index("ix_agent_messages_turn", "turn_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     agent_id: Mapped[str] = mapped_column(
         ForeignKey("agent_mcps.agent_id", ondelete="CASCADE"), index=False
     )
     session_id: Mapped[str] = mapped_column(String(256))
+    #: user, assistant, or tool (a tool call's result).
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
+    #: An assistant message's tool calls: [{"id", "name", "arguments"}].
+    tool_calls: Mapped[list[Any] | None] = mapped_column(JSONType, nullable=True)
+    #: A tool message's call: {"id", "name", "ok", "ms"}.
+    tool_result: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    #: The turn (agent task) that wrote the message: a resumed turn finds what it did.
+    turn_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -60,6 +76,16 @@ class Workflow(Base):
     """A workflow's current definition (seed table); every version is kept in workflow_versions."""
 
     __tablename__ = "workflows"
+    __table_args__ = (
+        # One active workflow per tool name: MCP clients and agents call tools by name.
+        Index(
+            "uq_workflows_active_tool_name",
+            "tool_name",
+            unique=True,
+            postgresql_where=text("status = 'active' AND tool_name IS NOT NULL"),
+            sqlite_where=text("status = 'active' AND tool_name IS NOT NULL"),
+        ),
+    )
 
     workflow_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     agent_id: Mapped[str | None] = mapped_column(
@@ -70,6 +96,8 @@ class Workflow(Base):
     trigger_config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     status: Mapped[str] = mapped_column(String(16), default="active")
     version: Mapped[int] = mapped_column(Integer, default=1)
+    #: The current version's `tool.name`, when it has a tool block (served at /mcp).
+    tool_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -107,6 +135,10 @@ class WorkflowRun(Base):
     input: Mapped[Any] = mapped_column(JSONType, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     trigger_event_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: How the run started: webhook, schedule, api, mcp, agent or retry (None: before 0005).
+    source: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: Who started it, when the source says more: {"agent_id", "session_id", "turn_id"}, ...
+    origin: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -30,7 +30,9 @@ def agent_process(self: Any, agent_id: str, session_id: str, message: str) -> di
     if done.state == "SUCCESS":  # a redelivery after the turn was stored: do not store it twice
         result: dict[str, Any] = done.result
         return result
-    return run_turn(get_runtime().agents, agent_id, session_id, message)
+    # The task id is the turn's id: a redelivery after a worker died resumes the turn from its
+    # last recorded tool result (acks_late, as nodes are).
+    return run_turn(get_runtime().agents, agent_id, session_id, message, turn_id=self.request.id)
 
 
 class CeleryAgentTasks:

@@ -42,6 +42,12 @@ def make_celery(settings: Settings) -> Celery:
             "queue_order_strategy": "priority",
             # Above the longest node timeout, or a slow node is handed to a second worker.
             "visibility_timeout": settings.visibility_timeout,
+            # A message whose worker died comes back only when a worker sweeps the unacked
+            # set: kombu sweeps every interval x throttle s (10 x 10 by default), so a lost agent
+            # turn (no sweeper of ours re-sends it) waited up to 100 s past the timeout. Sweep
+            # every tenth of the timeout, 1 to 10 s (kombu/transport/redis.py restore_visible).
+            "unacked_restore_interval": min(max(settings.visibility_timeout // 10, 1), 10),
+            "unacked_restore_throttle": 1,
             "socket_connect_timeout": 2,
         },
         # A broker outage must not hold a web request for long: the node stays pending in

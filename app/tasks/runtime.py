@@ -13,6 +13,7 @@ from app.agents.service import AgentService, make_agent_service
 from app.config import Settings, get_settings
 from app.models import make_claims_engine, make_engine, make_session_factory
 from app.safe_http import make_http_client
+from app.tasks.dispatch import publish
 
 
 @dataclass
@@ -25,8 +26,9 @@ class Runtime:
 
     @cached_property
     def agents(self) -> AgentService:
-        """Made on first use: a process that runs no LLM node never connects the cache."""
-        return make_agent_service(self.settings, self.sessions, self.http)
+        """Made on first use: a process that runs no LLM node never connects the cache. Its
+        agents start workflow runs (tools) and publish them like any node does."""
+        return make_agent_service(self.settings, self.sessions, self.http, publish=publish)
 
 
 _runtime: Runtime | None = None

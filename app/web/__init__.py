@@ -33,6 +33,7 @@ def create_app(
         conversations,
         credentials,
         errors,
+        mcp_mount,
         metrics,
         ops,
         outbox,
@@ -45,6 +46,7 @@ def create_app(
     modules = (ops, metrics, agents, conversations, workflows, credentials, runs, outbox, triggers)
     for module in modules:
         app.register_blueprint(module.bp)
+    mcp_mount.init_app(app)  # POST /mcp; its event loop starts on the first request to it
     if app.config.get("DUALMCP_DEMO"):
         from app.web import demo
 

@@ -23,7 +23,7 @@ from app.web.errors import ApiError
 #: Deeper JSON than this is refused before validation (a cheap guard against stack exhaustion).
 MAX_JSON_DEPTH = 32
 
-Auth = Literal["admin", "read", "signature", "none"]
+Auth = Literal["admin", "invoke", "read", "signature", "none"]
 View = TypeVar("View", bound=Callable[..., Any])
 
 
@@ -82,7 +82,7 @@ def endpoint(
 
         @functools.wraps(view)
         def wrapper(**kwargs: Any) -> Any:
-            if auth in ("admin", "read"):
+            if auth in ("admin", "invoke", "read"):
                 require_scope(auth)
             if body is not None:
                 empty = body_optional and not request.get_data(cache=True)

@@ -1,8 +1,7 @@
-"""Bearer API keys on management and status endpoints: admin may change things, read may read."""
+"""Bearer API keys on management and status endpoints: admin may change things, invoke may
+start runs and call tools, read may read."""
 
 from __future__ import annotations
-
-from typing import Literal
 
 from flask import g, request
 
@@ -11,8 +10,8 @@ from app.web.context import web_context
 from app.web.errors import ApiError
 
 
-def require_scope(needed: Literal["admin", "read"]) -> apikeys.Scope:
-    """The caller's scope; 401 without a valid key, 403 when a read key asks to write."""
+def require_scope(needed: apikeys.Scope) -> apikeys.Scope:
+    """The caller's scope; 401 without a valid key, 403 when the key's scope is too small."""
     header = request.headers.get("Authorization", "")
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
@@ -27,8 +26,9 @@ def require_scope(needed: Literal["admin", "read"]) -> apikeys.Scope:
         raise ApiError(
             401, "unauthorized", "the API key is not valid", headers={"WWW-Authenticate": "Bearer"}
         )
-    if needed == "admin" and scope != "admin":
-        raise ApiError(403, "forbidden", "this key has the read scope; this action needs admin")
+    if not apikeys.allows(scope, needed):
+        message = f"this key has the {scope} scope; this action needs {needed}"
+        raise ApiError(403, "forbidden", message)
     g.api_scope = scope
     return scope
 

@@ -60,7 +60,7 @@ class MemoryDeleteQuery(BaseModel):
     "/api/mcp/process",
     method="POST",
     summary="Send a message to an agent; its reply, with the session's memory updated",
-    auth="admin",
+    auth="invoke",
     body=ProcessRequest,
     responses={200: AgentReply, 202: AgentReplyPending},
 )

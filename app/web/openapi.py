@@ -61,7 +61,7 @@ def _operation(point: Endpoint, path: str, refs: dict[type[BaseModel], Any]) -> 
         }
         or {"200": {"description": "OK"}},
     }
-    if point.auth in ("admin", "read"):
+    if point.auth in ("admin", "invoke", "read"):
         operation["security"] = [{"apiKey": []}]
         operation["description"] = f"Needs an API key with the {point.auth} scope."
     elif point.auth == "signature":

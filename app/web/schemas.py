@@ -11,6 +11,7 @@ from typing import Any, Literal
 from flask import Response, jsonify
 from pydantic import BaseModel, Field
 
+from app.agents.schemas import AgentTools
 from app.engine.schema import NodeStatus, RunStatus
 
 IsoTime = str
@@ -39,6 +40,10 @@ class RunSummary(BaseModel):
     status: RunStatus
     input: Any = None
     error: str | None = None
+    #: How it started: webhook, schedule, api, mcp, agent or retry (null for older runs).
+    source: str | None = None
+    #: Who started it: {"agent_id", "session_id", "turn_id"} for an agent, {"retry_of"}, ...
+    origin: dict[str, Any] | None = None
     created_at: IsoTime
     started_at: IsoTime | None = None
     finished_at: IsoTime | None = None
@@ -97,12 +102,16 @@ class VersionList(BaseModel):
 
 
 class AgentOut(BaseModel):
-    """An agent: its LLM config and personality."""
+    """An agent: its LLM config, personality and tools."""
 
     agent_id: str
     agent_name: str
     llm_config: dict[str, Any]
     personality_traits: dict[str, Any]
+    #: Workflows and remote MCP servers the agent may call.
+    tools: AgentTools = Field(default_factory=list)
+    #: Served at /mcp as the tool `ask_<agent_id>`.
+    expose_as_tool: bool = False
     created_at: IsoTime
     updated_at: IsoTime
 
@@ -111,6 +120,15 @@ class AgentList(BaseModel):
     """Every agent, oldest first."""
 
     agents: list[AgentOut] = Field(default_factory=list)
+
+
+class ToolCallOut(BaseModel):
+    """One tool call of a turn, as the reply reports it."""
+
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    ok: bool
+    ms: int
 
 
 class AgentReply(BaseModel):
@@ -123,6 +141,10 @@ class AgentReply(BaseModel):
     provider: str
     model: str
     usage: dict[str, int] = Field(default_factory=dict)
+    #: The turn's tool calls, in order: [{"name", "arguments", "ok", "ms"}].
+    tool_calls: list[ToolCallOut] = Field(default_factory=list)
+    #: Set when a bound ended the turn early.
+    stopped: Literal["max_tool_calls", "deadline"] | None = None
 
 
 class AgentReplyPending(BaseModel):
@@ -135,10 +157,32 @@ class AgentReplyPending(BaseModel):
     session_id: str | None = None
 
 
+class MemoryToolCall(BaseModel):
+    """A call an assistant message asked for."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class MemoryToolResult(BaseModel):
+    """Which call a `tool` message answers, and how it went."""
+
+    id: str
+    name: str
+    ok: bool
+    ms: int
+
+
 class MemoryMessage(BaseModel):
-    role: Literal["user", "assistant"]
+    """A stored message: the user's, the agent's (with the tool calls it asked for), or a tool
+    call's result (role `tool`, its content clipped to DUALMCP_AGENT_TOOL_RESULT_MAX_CHARS)."""
+
+    role: Literal["user", "assistant", "tool"]
     content: str
     created_at: IsoTime
+    tool_calls: list[MemoryToolCall] | None = None
+    tool_result: MemoryToolResult | None = None
 
 
 class AgentMemory(BaseModel):

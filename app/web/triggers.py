@@ -3,6 +3,8 @@
 Each request is one transaction (trigger_event + run + entry node_run), published after commit
 (DESIGN.md: Execution 1). A repeated idempotency key answers 200 with the first run and
 `Idempotent-Replayed: true`; the same key with another body answers 422 (Stripe's rules).
+A workflow with a `tool` block has an input schema: a run's input that breaks it is a 422
+listing every problem, and nothing is written.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 from sqlalchemy.orm import Session
 
 from app import metrics
+from app.engine.tool_input import tool_input_problems
 from app.errors import Conflict, NotFound
 from app.models import each_statement_commits, is_postgresql
 from app.web import signatures
@@ -29,6 +32,7 @@ from app.workflows import start_run
 from app.workflows.store import (
     TriggerTarget,
     forget_trigger_target,
+    get_definition,
     get_trigger_target,
     remembered_trigger_target,
 )
@@ -62,6 +66,10 @@ class ExecuteRequest(BaseModel):
 
 class TriggerPayload(RootModel[dict[str, Any]]):
     """A webhook's body: any JSON object, the run's `trigger` in templates."""
+
+
+class InputInvalid(ApiError):
+    """The run's input breaks the workflow's input schema (422 `validation_failed`)."""
 
 
 _TRIGGER_RESPONSES: dict[int, type[BaseModel] | None] = {
@@ -105,7 +113,7 @@ def webhook_trigger_seed() -> ResponseReturnValue:
     "/api/workflow/execute",
     method="POST",
     summary="Start a run (seed); an Idempotency-Key header makes repeats return the first run",
-    auth="admin",
+    auth="invoke",
     body=ExecuteRequest,
     responses={202: RunAccepted, 200: RunAccepted, 404: None, 409: None, 422: None, 503: None},
 )
@@ -146,7 +154,7 @@ def _accept_webhook(session: Session, workflow_id: str, raw: bytes) -> TriggerRe
     if remembered is not None:
         try:
             return _accept_signed(session, remembered, raw, log_refusal=False)
-        except (Conflict, NotFound):  # paused or stale (WorkflowChanged) by the copy's account
+        except (Conflict, NotFound, InputInvalid):  # paused, stale, or another version's schema
             pass
         except ApiError as exc:
             if exc.status not in (401, 403):  # the body's own faults do not depend on the copy
@@ -158,10 +166,12 @@ def _accept_webhook(session: Session, workflow_id: str, raw: bytes) -> TriggerRe
 def _accept_signed(
     session: Session, workflow: TriggerTarget, raw: bytes, *, log_refusal: bool
 ) -> TriggerResult:
-    """The signature check (CPU only, no I/O), then the body, then the one write."""
+    """The signature check (CPU only, no I/O), then the body, then the one write. Only a signed
+    sender learns about the input schema; its paths point into the body."""
     scheme, secrets = _webhook_config(workflow)
     verified = _verify(workflow.workflow_id, scheme, secrets, raw, log_refusal=log_refusal)
     payload = cast(TriggerPayload, validate(TriggerPayload, read_json())).root
+    _check_input(session, workflow, payload, prefix="")
     return accept_trigger(
         session,
         workflow.workflow_id,
@@ -177,7 +187,11 @@ def _accept(workflow_id: str, key: str, raw: bytes, payload: Any, *, source: Sou
     context = web_context()
     try:
         with each_statement_commits(context.sessions) as session:
-            result = accept_trigger(session, workflow_id, key, raw, payload, source=source)
+            target = get_trigger_target(session, workflow_id)  # the read accept_trigger makes
+            _check_input(session, target, payload, prefix="input")
+            result = accept_trigger(
+                session, workflow_id, key, raw, payload, source=source, workflow=target
+            )
     except IdempotencyKeyReused as exc:
         raise ApiError(422, "idempotency_key_reused", str(exc)) from None
     context.publish(result.to_publish)
@@ -187,9 +201,27 @@ def _accept(workflow_id: str, key: str, raw: bytes, payload: Any, *, source: Sou
 def _start(workflow_id: str, payload: Any) -> Response:
     context = web_context()
     with context.sessions.begin() as session:
-        started = start_run(session, workflow_id, payload)
+        target = get_trigger_target(session, workflow_id)  # the read start_run makes
+        _check_input(session, target, payload, prefix="input")
+        started = start_run(session, workflow_id, payload, workflow=target)
     context.publish(started.to_publish)
     return _answer(TriggerResult(started.run_id, duplicate=False))
+
+
+def _check_input(session: Session, workflow: TriggerTarget, payload: Any, *, prefix: str) -> None:
+    """InputInvalid listing every problem when the workflow has a tool block and the input
+    breaks its schema. The definition is the one the run would start with, already cached by
+    the time a trigger is accepted; a paused workflow is left to the Conflict that follows."""
+    if workflow.status != "active":
+        return
+    tool = get_definition(session, workflow.workflow_id, workflow.version).tool
+    if tool is None:
+        return
+    problems = tool_input_problems(tool, payload, prefix=prefix)
+    if problems:
+        fields = ", ".join(dict.fromkeys(problem.path or "(body)" for problem in problems))
+        details = {"problems": [problem.to_dict() for problem in problems]}
+        raise InputInvalid(422, "validation_failed", f"invalid fields: {fields}", details)
 
 
 def _answer(result: TriggerResult) -> Response:

@@ -39,7 +39,14 @@ def retry_run(
         if run.status not in TERMINAL_RUN_STATUSES:
             raise Conflict(f"run {run_id} is {run.status}; cancel it before starting it again")
         pinned = run.workflow_version if version == "original" else None
-        return start_run(session, run.workflow_id, run.input, version=pinned)
+        return start_run(
+            session,
+            run.workflow_id,
+            run.input,
+            version=pinned,
+            source="retry",
+            origin={"retry_of": str(run.run_id)},
+        )
     if version != "original":
         raise ValueError("a run re-opened from its failed node keeps its original version")
     if run.status != "failed":

@@ -50,9 +50,12 @@ def start_run(
     version: int | None = None,
     run_id: uuid.UUID | None = None,
     workflow: Workflow | TriggerTarget | None = None,
+    source: str = "api",
+    origin: dict[str, Any] | None = None,
 ) -> StartedRun:
     """Write the run (queued) and its entry node_run (pending); publish `to_publish` after
-    commit. Callers that already hold the workflow row (or chose the run id) pass them in."""
+    commit. Callers that already hold the workflow row (or chose the run id) pass them in.
+    `source` says how it started (webhook, schedule, api, mcp, agent, retry); `origin`, who."""
     workflow = workflow or get_workflow(session, workflow_id)
     if workflow.status != "active":
         raise Conflict(f"workflow {workflow_id!r} is {workflow.status}")
@@ -71,6 +74,8 @@ def start_run(
             "status": "queued",
             "input": payload,
             "trigger_event_id": trigger_event_id,
+            "source": source,
+            "origin": origin,
             "created_at": now,
         },
     )
@@ -115,6 +120,8 @@ _RUN_FIELDS = (
     "status",
     "input",
     "error",
+    "source",
+    "origin",
     "created_at",
     "started_at",
     "finished_at",
@@ -221,6 +228,8 @@ def run_to_dict(run: WorkflowRun | Row[Any]) -> dict[str, Any]:
         "status": run.status,
         "input": run.input,
         "error": run.error,
+        "source": run.source,
+        "origin": run.origin,
         "created_at": _iso(run.created_at),
         "started_at": _iso(run.started_at),
         "finished_at": _iso(run.finished_at),

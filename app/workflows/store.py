@@ -1,18 +1,24 @@
-"""Workflow definitions: validated on save, versioned on every change, cached once loaded."""
+"""Workflow definitions: validated on save, versioned on every change, cached once loaded.
+
+A workflow with a `tool` block is also a tool: `workflows.tool_name` holds its current tool name,
+unique among active workflows (the partial index `uq_workflows_active_tool_name`), and
+`list_tool_workflows` / `get_tool_workflow` are how /mcp and agents find them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import drivers
-from app.engine.schema import WorkflowDefinition
+from app.engine.schema import ToolBlock, WorkflowDefinition
 from app.engine.validation import Problem, validate_definition
 from app.errors import Conflict, DefinitionInvalid, NotFound
 from app.models import AgentMCP, Workflow, WorkflowVersion, utcnow
@@ -35,11 +41,15 @@ def save_workflow(
     workflow = session.get(Workflow, definition.workflow_id, with_for_update=True)
     if workflow is not None and create_only:
         raise Conflict(f"a workflow with id {definition.workflow_id!r} already exists")
+    tool_name = definition.tool.name if definition.tool is not None else None
+    if workflow is None or workflow.status == "active":
+        _check_tool_name_free(session, definition.workflow_id, tool_name)
     fields: dict[str, Any] = {
         "agent_id": definition.agent_id,
         "name": definition.name,
         "workflow_json": stored,
         "trigger_config": definition.trigger.model_dump(mode="json"),
+        "tool_name": tool_name,
     }
     if workflow is None:
         now = utcnow()
@@ -52,18 +62,18 @@ def save_workflow(
         )
         try:
             # A savepoint: losing a race with a concurrent create is a Conflict, not a 500.
-            with session.begin_nested():
+            with _claiming_tool_name(session, definition.workflow_id, tool_name):
                 session.add(workflow)
         except IntegrityError:
             raise Conflict(
                 f"workflow {definition.workflow_id!r} was created concurrently; try again"
             ) from None
     else:
-        for name, value in fields.items():
-            setattr(workflow, name, value)
-        workflow.version += 1
-        workflow.updated_at = utcnow()
-        session.flush()
+        with _claiming_tool_name(session, definition.workflow_id, tool_name):
+            for name, value in fields.items():
+                setattr(workflow, name, value)
+            workflow.version += 1
+            workflow.updated_at = utcnow()
     session.add(
         WorkflowVersion(
             workflow_id=definition.workflow_id, version=workflow.version, workflow_json=stored
@@ -88,15 +98,49 @@ def _checked(session: Session, raw: Mapping[str, Any]) -> WorkflowDefinition:
     return definition
 
 
+def _check_tool_name_free(session: Session, workflow_id: str, tool_name: str | None) -> None:
+    """Conflict naming the other active workflow that already serves `tool_name`."""
+    if tool_name is None:
+        return
+    holder = session.scalar(
+        select(Workflow.workflow_id).where(
+            Workflow.tool_name == tool_name,
+            Workflow.status == "active",
+            Workflow.workflow_id != workflow_id,
+        )
+    )
+    if holder is not None:
+        raise Conflict(f"tool name {tool_name!r} is already used by workflow {holder!r}")
+
+
+@contextmanager
+def _claiming_tool_name(
+    session: Session, workflow_id: str, tool_name: str | None
+) -> Iterator[None]:
+    """Make the block's changes in a savepoint (begin_nested flushes what is pending first, so
+    they must be made inside it): a concurrent claim of the same tool name that the check
+    before could not see trips the partial unique index, and is the same Conflict, not a 500.
+    Any other IntegrityError is raised as it is."""
+    try:
+        with session.begin_nested():
+            yield
+    except IntegrityError:
+        _check_tool_name_free(session, workflow_id, tool_name)
+        raise
+
+
 def set_workflow_status(session: Session, workflow_id: str, status: WorkflowStatus) -> Workflow:
     """Pause (no new runs start; runs under way finish) or activate; not a new version."""
     workflow = session.get(Workflow, workflow_id, with_for_update=True)
     if workflow is None:
         raise NotFound(f"no workflow with id {workflow_id!r}")
     if workflow.status != status:
-        workflow.status = status
-        workflow.updated_at = utcnow()
-        session.flush()
+        tool_name = workflow.tool_name
+        if status == "active":
+            _check_tool_name_free(session, workflow_id, tool_name)
+        with _claiming_tool_name(session, workflow_id, tool_name):
+            workflow.status = status
+            workflow.updated_at = utcnow()
         if status == "active":
             from app.workflows.schedules import restart_schedule
 
@@ -241,3 +285,78 @@ def get_definition(session: Session, workflow_id: str, version: int) -> Workflow
         definition = WorkflowDefinition.model_validate(raw)
         _definitions[key] = definition
     return definition
+
+
+@dataclass(frozen=True)
+class ToolWorkflow:
+    """An active workflow served as a tool: which version, and its `tool` block."""
+
+    workflow_id: str
+    version: int
+    tool: ToolBlock
+
+    @property
+    def name(self) -> str:
+        return self.tool.name
+
+    @property
+    def description(self) -> str:
+        return self.tool.description
+
+    @property
+    def input_schema(self) -> dict[str, Any]:
+        return self.tool.input_schema
+
+
+_ACTIVE_TOOLS = (
+    select(Workflow.workflow_id, Workflow.version, Workflow.tool_name)
+    .where(Workflow.status == "active", Workflow.tool_name.is_not(None))
+    .order_by(Workflow.tool_name)
+)
+
+
+def list_tool_workflows(session: Session) -> list[ToolWorkflow]:
+    """Every active workflow with a tool block, by tool name (what /mcp lists). One narrow
+    query, plus one for the definitions this process has not parsed yet, all at once."""
+    rows = session.execute(_ACTIVE_TOOLS).all()
+    _load_definitions(session, [(row.workflow_id, row.version) for row in rows])
+    return [
+        tool
+        for row in rows
+        if (tool := _tool_workflow(session, row.workflow_id, row.version)) is not None
+    ]
+
+
+def get_tool_workflow(session: Session, tool_name: str) -> ToolWorkflow:
+    """The one active workflow serving `tool_name`; NotFound when none does (paused, renamed)."""
+    row = session.execute(
+        select(Workflow.workflow_id, Workflow.version).where(
+            Workflow.status == "active", Workflow.tool_name == tool_name
+        )
+    ).first()
+    tool = _tool_workflow(session, row.workflow_id, row.version) if row is not None else None
+    if tool is None:
+        raise NotFound(f"no active workflow serves the tool {tool_name!r}")
+    return tool
+
+
+def _tool_workflow(session: Session, workflow_id: str, version: int) -> ToolWorkflow | None:
+    tool = get_definition(session, workflow_id, version).tool
+    return ToolWorkflow(workflow_id, version, tool) if tool is not None else None
+
+
+def _load_definitions(session: Session, versions: list[tuple[str, int]]) -> None:
+    """Parse and cache, with one query, the versions `get_definition` would read one by one."""
+    url = str(session.get_bind().engine.url)
+    missing = [key for key in versions if (url, *key) not in _definitions]
+    if not missing:
+        return
+    rows = session.execute(
+        select(
+            WorkflowVersion.workflow_id, WorkflowVersion.version, WorkflowVersion.workflow_json
+        ).where(tuple_(WorkflowVersion.workflow_id, WorkflowVersion.version).in_(missing))
+    )
+    for row in rows:
+        _definitions[(url, row.workflow_id, row.version)] = WorkflowDefinition.model_validate(
+            row.workflow_json
+        )

@@ -24,8 +24,9 @@ from app.models.base import UTCDateTime
 from app.workflows.runs import NodeRef, start_run
 from app.workflows.store import TriggerTarget, get_definition, get_trigger_target
 
-#: Where a key comes from; each source has its own key space, so they never collide.
-Source = Literal["webhook", "api", "schedule"]
+#: Where a key comes from; each source has its own key space, so they never collide. It is
+#: also the run's `source`.
+Source = Literal["webhook", "api", "schedule", "mcp", "agent"]
 
 #: The idempotency_key column's width; longer keys are stored as their SHA-256.
 MAX_KEY_LENGTH = 256
@@ -58,6 +59,7 @@ def accept_trigger(
     *,
     source: Source = "webhook",
     workflow: TriggerTarget | None = None,
+    origin: dict[str, Any] | None = None,
 ) -> TriggerResult:
     """Record the delivery and start its run, or return the run its first delivery started.
 
@@ -71,7 +73,7 @@ def accept_trigger(
     run_id = uuid.uuid4()
     if is_postgresql(session):
         return _accept_in_one_statement(
-            session, workflow_id, key, digest, payload, run_id, workflow
+            session, workflow_id, key, digest, payload, run_id, workflow, source, origin
         )
     event_id = session.scalar(
         _insert_for(session),
@@ -87,7 +89,14 @@ def accept_trigger(
     if event_id is None:
         return _first_delivery(session, workflow_id, key, digest)
     started = start_run(
-        session, workflow_id, payload, trigger_event_id=event_id, run_id=run_id, workflow=workflow
+        session,
+        workflow_id,
+        payload,
+        trigger_event_id=event_id,
+        run_id=run_id,
+        workflow=workflow,
+        source=source,
+        origin=origin,
     )
     return TriggerResult(started.run_id, duplicate=False, to_publish=started.to_publish)
 
@@ -100,6 +109,8 @@ def _accept_in_one_statement(
     payload: Any,
     run_id: uuid.UUID,
     workflow: TriggerTarget | None,
+    source: str,
+    origin: dict[str, Any] | None,
 ) -> TriggerResult:
     """PostgreSQL: event, run and entry node_run in one statement (data-modifying CTEs), so on
     an autocommit connection one round trip records the trigger durably. A repeated key
@@ -124,6 +135,8 @@ def _accept_in_one_statement(
             "p_updated_at": target.updated_at,
             "p_entry_id": entry.id,
             "p_entry_type": entry.type,
+            "p_source": source,
+            "p_origin": origin,
         },
     ).one()
     if not written.current:
@@ -232,6 +245,8 @@ def _accept_trigger_statement() -> Any:
                 "status",
                 "input",
                 "trigger_event_id",
+                "source",
+                "origin",
                 "created_at",
             ],
             select(
@@ -241,6 +256,8 @@ def _accept_trigger_statement() -> Any:
                 literal("queued"),
                 event.c.payload,  # the payload is sent once, for both rows
                 event.c.id,
+                bindparam("p_source", type_=String()),
+                bindparam("p_origin", type_=runs.c.origin.type),
                 now,
             ),
         )

@@ -14,6 +14,7 @@ from bench.scenarios.calibration import calibration
 from bench.scenarios.chain import raw_celery_chain
 from bench.scenarios.e2e import end_to_end_latency
 from bench.scenarios.ingest import ingest
+from bench.scenarios.mcp_tools import mcp_tools
 from bench.scenarios.nodes import control_nodes, db_round_trips, http_nodes
 from bench.scenarios.overload import overload
 from bench.scenarios.saturation import saturation
@@ -28,6 +29,7 @@ SCENARIOS: list[tuple[str, Scenario]] = [
     ("   db round trips", db_round_trips),
     ("4. end to end at 20 runs/s", end_to_end_latency),
     ("5. agents", agents),
+    ("6. mcp tools", mcp_tools),
     ("3. ingest", ingest),
     ("4. saturation", saturation),
     ("4. overload", overload),

@@ -14,7 +14,7 @@ class FailingAgents:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    def converse(self, *_args: Any) -> Any:
+    def converse(self, *_args: Any, **_kwargs: Any) -> Any:
         raise self.error
 
 

@@ -69,6 +69,7 @@ def test_mcp_llm_talks_to_the_workflows_agent_with_its_memory(
         "agent_id": agent_id,
         "session_id": "lead-42",
         "memory_size": 4,
+        "tool_calls": [],
     }
 
 

@@ -49,6 +49,8 @@ class Stack:
         self.logs = logs
         self.worker: subprocess.Popen[bytes] | None = None
         self.beat: subprocess.Popen[bytes] | None = None
+        #: Workers started with `start_queue_worker`, stopped with the stack.
+        self.queue_workers: list[subprocess.Popen[bytes]] = []
         self._worker_count = 0
 
     def start_worker(self) -> None:
@@ -82,6 +84,44 @@ class Stack:
         self.worker.wait(timeout=10)
         self.worker = None
 
+    def start_queue_worker(
+        self, queues: str, name: str, concurrency: int = 1
+    ) -> subprocess.Popen[bytes]:
+        """A worker serving only `queues` (`-Q a,b`), as a split layout runs it (DESIGN.md:
+        Agents that act: one worker with `-Q` for each); ready when this returns."""
+        log_path = self.logs / f"{name}.log"
+        with open(log_path, "wb") as log:
+            worker = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "app.tasks",
+                    "worker",
+                    "--loglevel=INFO",
+                    "-Q",
+                    queues,
+                    f"--concurrency={concurrency}",
+                    "--pool=prefork",
+                    f"--hostname={name}@%h",
+                ],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.queue_workers.append(worker)
+        self._wait_ready(log_path, b"ready.", worker)
+        return worker
+
+    def kill_queue_worker(self, worker: subprocess.Popen[bytes]) -> None:
+        """SIGKILL a queue worker's whole process group: no warm shutdown, no acks."""
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+        self.queue_workers.remove(worker)
+
     def start_beat(self, schedule: Path, name: str = "beat") -> subprocess.Popen[bytes]:
         with open(self.logs / f"{name}.log", "wb") as log:
             beat = subprocess.Popen(
@@ -106,7 +146,7 @@ class Stack:
         return beat
 
     def stop(self) -> None:
-        for process in (self.worker, self.beat):
+        for process in (self.worker, self.beat, *self.queue_workers):
             if process is not None and process.poll() is None:
                 process.terminate()
                 try:
@@ -132,12 +172,15 @@ class Stack:
             parts.append(f"--- {path.name}\n" + "\n".join(text))
         return "\n".join(parts)
 
-    def _wait_ready(self, log: Path, marker: bytes) -> None:
+    def _wait_ready(
+        self, log: Path, marker: bytes, process: subprocess.Popen[bytes] | None = None
+    ) -> None:
+        process = process or self.worker
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if marker in log.read_bytes():
                 return
-            if self.worker is not None and self.worker.poll() is not None:
+            if process is not None and process.poll() is not None:
                 break
             time.sleep(0.1)
         pytest.fail(f"the Celery worker did not start\n{self.tail_logs()}")

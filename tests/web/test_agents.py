@@ -7,8 +7,10 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from app.agents.schemas import McpServerTool, WorkflowTool
+from app.agents.service import AgentService
 from tests.web.conftest import ADMIN, READ
-from tests.web.factories import two_step
+from tests.web.factories import two_step, unique_id
 
 SALES = {
     "agent_id": "sales-assistant",
@@ -197,3 +199,197 @@ def test_a_read_key_cannot_change_agents(client: FlaskClient, method: str, path:
 
     assert answer.status_code == 403
     assert client.get("/api/agents/sales-assistant", headers=READ).json == before
+
+
+# Tools (issue 12: an agent's `tools` list and `expose_as_tool`)
+
+MCP_SERVER = {"type": "mcp", "url": "https://tools.example.com/mcp", "allow": ["search"]}
+
+
+def tool_workflow(client: FlaskClient, *, tool: bool = True) -> str:
+    """A stored workflow, with a top-level `tool` block unless told otherwise."""
+    definition = two_step()
+    if tool:
+        definition["tool"] = {
+            "name": definition["workflow_id"].replace("-", "_"),
+            "description": "Score a lead",
+            "input_schema": {"type": "object"},
+        }
+    answer = client.post("/api/workflows", json=definition, headers=ADMIN)
+    assert answer.status_code == 201, answer.json
+    return str(definition["workflow_id"])
+
+
+def test_a_new_agent_has_no_tools_and_is_not_exposed(client: FlaskClient) -> None:
+    agent = create(client, SALES)
+
+    assert agent["tools"] == []
+    assert agent["expose_as_tool"] is False
+
+
+@pytest.mark.parametrize("path", ["/api/agent/create", "/api/agents"])
+def test_tools_and_exposure_given_at_create_are_shown_back(client: FlaskClient, path: str) -> None:
+    tools = [{"type": "workflow", "workflow_id": tool_workflow(client)}, MCP_SERVER]
+
+    answer = client.post(path, json=SALES | {"tools": tools, "expose_as_tool": True}, headers=ADMIN)
+
+    assert answer.status_code == 201, answer.json
+    shown = client.get("/api/agents/sales-assistant", headers=READ).json
+    assert shown is not None
+    assert shown["tools"] == tools
+    assert shown["expose_as_tool"] is True
+    assert shown == answer.json
+
+
+def test_patch_replaces_the_whole_tool_list(client: FlaskClient) -> None:
+    first, second = tool_workflow(client), tool_workflow(client)
+    create(client, SALES | {"tools": [{"type": "workflow", "workflow_id": first}, MCP_SERVER]})
+
+    answer = client.patch(
+        "/api/agents/sales-assistant",
+        json={"tools": [{"type": "workflow", "workflow_id": second}]},
+        headers=ADMIN,
+    )
+
+    assert answer.status_code == 200, answer.json
+    shown = client.get("/api/agents/sales-assistant", headers=READ).json
+    assert shown is not None
+    assert shown["tools"] == [{"type": "workflow", "workflow_id": second}]
+
+
+def test_patch_without_tools_leaves_them_alone(client: FlaskClient) -> None:
+    create(client, SALES | {"tools": [MCP_SERVER], "expose_as_tool": True})
+
+    answer = client.patch(
+        "/api/agents/sales-assistant", json={"agent_name": "Renamed"}, headers=ADMIN
+    )
+
+    assert answer.status_code == 200
+    assert answer.json is not None
+    assert answer.json["tools"] == [MCP_SERVER]
+    assert answer.json["expose_as_tool"] is True
+
+
+def test_patch_with_an_empty_list_removes_every_tool(client: FlaskClient) -> None:
+    create(client, SALES | {"tools": [MCP_SERVER]})
+
+    answer = client.patch("/api/agents/sales-assistant", json={"tools": []}, headers=ADMIN)
+
+    assert answer.status_code == 200
+    assert answer.json is not None
+    assert answer.json["tools"] == []
+
+
+@pytest.mark.parametrize("field", ["tools", "expose_as_tool"])
+def test_patch_with_null_tools_or_exposure_is_a_422(client: FlaskClient, field: str) -> None:
+    create(client, SALES)
+
+    answer = client.patch("/api/agents/sales-assistant", json={field: None}, headers=ADMIN)
+
+    assert answer.status_code == 422
+    assert paths_of(answer) == [field]
+
+
+def test_the_next_turn_reads_the_patched_tools(
+    client: FlaskClient, agent_service: AgentService
+) -> None:
+    create(client, SALES | {"tools": [MCP_SERVER]})
+    assert agent_service.profiles.get("sales-assistant").tools != ()  # now cached
+    workflow_id = tool_workflow(client)
+
+    client.patch(
+        "/api/agents/sales-assistant",
+        json={"tools": [{"type": "workflow", "workflow_id": workflow_id}], "expose_as_tool": True},
+        headers=ADMIN,
+    )
+
+    profile = agent_service.profiles.get("sales-assistant")
+    assert profile.tools == (WorkflowTool(type="workflow", workflow_id=workflow_id),)
+    assert profile.expose_as_tool is True
+
+
+def test_a_workflow_tool_naming_an_unknown_workflow_is_a_422(client: FlaskClient) -> None:
+    tools = [MCP_SERVER, {"type": "workflow", "workflow_id": "no-such-workflow"}]
+
+    answer = client.post("/api/agents", json=SALES | {"tools": tools}, headers=ADMIN)
+
+    assert answer.status_code == 422
+    assert answer.json == {
+        "error": {
+            "code": "validation_failed",
+            "message": "invalid fields: tools.1.workflow_id",
+            "details": {
+                "problems": [
+                    {
+                        "code": "unknown_workflow",
+                        "path": "tools.1.workflow_id",
+                        "message": "no workflow with id 'no-such-workflow'",
+                    }
+                ]
+            },
+        }
+    }
+    assert client.get("/api/agents/sales-assistant", headers=READ).status_code == 404
+
+
+def test_a_workflow_tool_naming_a_workflow_without_a_tool_block_is_a_422(
+    client: FlaskClient,
+) -> None:
+    plain, tool = tool_workflow(client, tool=False), tool_workflow(client)
+    create(client, SALES | {"tools": [{"type": "workflow", "workflow_id": tool}]})
+    tools = [{"type": "workflow", "workflow_id": tool}, {"type": "workflow", "workflow_id": plain}]
+
+    answer = client.patch("/api/agents/sales-assistant", json={"tools": tools}, headers=ADMIN)
+
+    assert answer.status_code == 422
+    assert answer.json is not None
+    (problem,) = answer.json["error"]["details"]["problems"]
+    assert (problem["code"], problem["path"]) == ("not_a_tool", "tools.1.workflow_id")
+    assert "tool" in problem["message"]
+    shown = client.get("/api/agents/sales-assistant", headers=READ).json
+    assert shown is not None
+    assert shown["tools"] == [{"type": "workflow", "workflow_id": tool}]
+
+
+def test_each_bad_entry_is_a_problem_at_its_index(client: FlaskClient) -> None:
+    tools = [
+        MCP_SERVER,
+        {"type": "mcp", "url": "https://user:pw@tools.example.com/mcp"},
+        {"type": "shell", "command": "ls"},
+        {"type": "mcp", "url": "ftp://tools.example.com/mcp", "allow": ["ok", "not ok"]},
+        dict(MCP_SERVER),
+    ]
+
+    answer = client.post("/api/agents", json=SALES | {"tools": tools}, headers=ADMIN)
+
+    assert answer.status_code == 422
+    assert paths_of(answer) == ["tools.1.url", "tools.2", "tools.3.allow.1", "tools.3.url"]
+
+
+def test_a_repeated_entry_is_a_problem_at_the_repeat(client: FlaskClient) -> None:
+    answer = client.post(
+        "/api/agents", json=SALES | {"tools": [MCP_SERVER, MCP_SERVER]}, headers=ADMIN
+    )
+
+    assert answer.status_code == 422
+    assert paths_of(answer) == ["tools.1.url"]
+
+
+def test_an_agent_whose_id_makes_no_tool_name_cannot_be_exposed(client: FlaskClient) -> None:
+    body = SALES | {"agent_id": unique_id("sales.team"), "expose_as_tool": True}
+
+    answer = client.post("/api/agents", json=body, headers=ADMIN)
+
+    assert answer.status_code == 422
+    assert paths_of(answer) == ["expose_as_tool"]
+
+
+def test_the_openapi_document_describes_tools_and_exposure(client: FlaskClient) -> None:
+    document = client.get("/api/openapi.json").json
+    assert document is not None
+    schemas = document["components"]["schemas"]
+
+    for model in ("AgentCreate", "AgentPatch", "AgentOut"):
+        assert {"tools", "expose_as_tool"} <= set(schemas[model]["properties"]), model
+    assert set(schemas) >= {WorkflowTool.__name__, McpServerTool.__name__}
+    assert schemas["McpServerTool"]["properties"]["url"]["type"] == "string"

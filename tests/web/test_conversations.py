@@ -47,6 +47,8 @@ def test_a_message_is_answered_with_the_reply_and_the_memory_size(
         "provider": "echo",
         "model": "echo",
         "usage": {"input_tokens": 6, "output_tokens": 6},  # echo counts words
+        "tool_calls": [],
+        "stopped": None,
     }
     assert second.json["memory_size"] == 4
 
