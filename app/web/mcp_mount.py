@@ -11,14 +11,16 @@ an entry in the OpenAPI document. Checked before the SDK sees anything: the Orig
 403) and the method (GET and DELETE are 405: a stateless legacy GET would hold a thread on an
 idle SSE stream).
 
-The loop starts on the first /mcp request, in the process that serves it: after gunicorn's fork
-(no preload: the loop thread would not survive it), and never for apps that serve no /mcp (tests
-build many). It stops when its app is garbage-collected, or on `McpRuntime.close()`.
+The loop starts on the first /mcp request, in the process that serves it: so after gunicorn's
+fork (a thread does not survive one), even with --preload, and never for apps that serve no /mcp
+(tests build many). It stops when its app is garbage-collected, or on `McpRuntime.close()`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import io
 import logging
 import threading
@@ -73,13 +75,17 @@ class McpRuntime:
         """The SDK's ASGI app as WSGI, bound to this process's running loop."""
         with self._lock:
             if self._asgi is None:
-                self._asgi = self._start()
+                # Started in an empty context: a loop keeps the context it was made in (its
+                # self-pipe reader's), and this request's Flask contexts would keep the app alive.
+                self._asgi = contextvars.Context().run(self._start)
             return self._asgi
 
     def close(self) -> None:
-        """Stop the loop (if it started); the next request would need a new runtime."""
-        if self._stop is not None:
-            self._stop()
+        """Stop the loop, if it started; a later request starts another."""
+        with self._lock:
+            if self._stop is not None:
+                self._stop()
+            self._asgi, self._stop = None, None
 
     def _start(self) -> ASGIMiddleware:
         # The SDK logs "Terminating session: None" at INFO after every stateless legacy request.
@@ -133,7 +139,7 @@ def _serve(loop: asyncio.AbstractEventLoop, main: Any) -> None:
 def _stop_loop(
     loop: asyncio.AbstractEventLoop, stop: asyncio.Event, thread: threading.Thread
 ) -> None:
-    if not loop.is_closed():
+    with contextlib.suppress(RuntimeError):  # the loop closed already
         loop.call_soon_threadsafe(stop.set)
     if thread is not threading.current_thread():
         thread.join(timeout=_START_TIMEOUT_S)
@@ -170,7 +176,11 @@ def serve_mcp() -> ResponseReturnValue:
         _SCOPE_ENVIRON_KEY: g.api_scope,  # set by the key check; replaces any sent by the client
     }
     runtime: McpRuntime = current_app.extensions[EXTENSION]
-    return Response.from_app(cast(Any, runtime.asgi()), environ, buffered=True)
+    # In a context of its own: a2wsgi hands the request to the loop with call_soon_threadsafe,
+    # whose tasks would otherwise copy (and keep alive) this thread's Flask contexts.
+    return contextvars.Context().run(
+        Response.from_app, cast(Any, runtime.asgi()), environ, buffered=True
+    )
 
 
 @endpoint(

@@ -4,6 +4,7 @@ SDK: auth, Origin, methods). A run's nodes execute in the test's thread when pub
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
@@ -477,9 +478,6 @@ def test_a_foreign_origin_is_refused_and_an_allowed_one_served(url: str) -> None
 def test_an_app_starts_its_loop_on_the_first_mcp_request_and_stops_it_on_close(
     mcp_app: Flask, url: str
 ) -> None:
-    def loop_threads() -> int:
-        return sum(thread.name == "dualmcp-mcp" for thread in threading.enumerate())
-
     runtime: McpRuntime = mcp_app.extensions[EXTENSION]
     before = loop_threads()
     list_names(url, READ_KEY)
@@ -488,3 +486,34 @@ def test_an_app_starts_its_loop_on_the_first_mcp_request_and_stops_it_on_close(
     runtime.close()
 
     assert (before, during, loop_threads()) == (before, before + 1, before)
+
+
+def test_an_app_that_served_mcp_stops_its_loop_once_dropped(
+    mcp_settings: Settings, web_sessions: sessionmaker[Session]
+) -> None:
+    before = loop_threads()
+
+    def serve_one_request() -> None:
+        context = WebContext(settings=mcp_settings, sessions=web_sessions, publish=lambda _: None)
+        app = create_app({"TESTING": True}, context=context)
+        answer = app.test_client().post(
+            "/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={
+                "Authorization": f"Bearer {READ_KEY}",
+                "Accept": "application/json, text/event-stream",
+                "MCP-Protocol-Version": "2025-06-18",
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        assert loop_threads() == before + 1
+
+    for _ in range(3):  # a test process builds many apps
+        serve_one_request()
+        gc.collect()
+
+        assert loop_threads() == before
+
+
+def loop_threads() -> int:
+    return sum(thread.name == "dualmcp-mcp" for thread in threading.enumerate())
