@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.engine.schema import TERMINAL_RUN_STATUSES, WorkflowDefinition
 from app.engine.tool_input import input_problems, tool_input_problems
-from app.errors import DualMCPError, NotFound
+from app.errors import Conflict, DualMCPError, NotFound
 from app.models import NodeRun, WorkflowRun, reads_only
 from app.workflows.runs import NodeRef, parse_run_id, start_run
 from app.workflows.store import get_definition, get_workflow
@@ -81,8 +81,11 @@ class ToolRunResult:
 
 
 def tool_definition(session: Session, workflow_id: str) -> WorkflowDefinition:
-    """The workflow's current definition (cached per process)."""
+    """The workflow's current definition (cached per process); Conflict when it is paused, so
+    a paused workflow is neither offered nor called as a tool."""
     workflow = get_workflow(session, workflow_id)
+    if workflow.status != "active":
+        raise Conflict(f"workflow {workflow_id!r} is {workflow.status}")
     return get_definition(session, workflow_id, workflow.version)
 
 

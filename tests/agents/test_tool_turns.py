@@ -27,7 +27,7 @@ from app.config import Settings
 from app.llm import LLMProviders
 from app.models import WorkflowRun
 from app.safe_http import make_http_client
-from app.workflows import save_workflow
+from app.workflows import save_workflow, set_workflow_status
 from app.workflows.invoke import execute_node
 from app.workflows.runs import NodeRef
 from app.workflows.tool_runs import start_tool_run
@@ -252,3 +252,17 @@ def test_memory_after_a_flushed_redis_still_holds_the_tool_turn(
     assert roles == ["user", "assistant", "tool", "assistant"]
     assert rebuilt.messages()[1].tool_calls[0].name == "score_lead"
     assert rebuilt.messages()[2].tool_call_id == rebuilt.messages()[1].tool_calls[0].id
+
+
+def test_a_paused_workflow_is_not_offered_and_the_model_hears_so(
+    tooled: Tooled, agent_with_tool: str, pg_sessions: sessionmaker[Session]
+) -> None:
+    service, runs = tooled()
+    with pg_sessions.begin() as session:
+        set_workflow_status(session, "score-lead-tool", "paused")
+
+    reply = service.converse(agent_with_tool, "s1", '/call score_lead {"email": "a@x.io"}')
+
+    assert reply.tool_calls == []  # echo: the tool was not offered, so no call was made
+    assert "unknown tool" in reply.completion.text or "score_lead" in reply.completion.text
+    assert runs.published == []

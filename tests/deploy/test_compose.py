@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from app.config import Settings
+from app.tasks.celery_app import AGENTS_QUEUE, NODES_QUEUE, RUNS_QUEUE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,6 +45,12 @@ def _seconds(duration: str) -> float:
     return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(ms|h|m|s)", str(duration)))
 
 
+def _queues(command: list[str]) -> set[str]:
+    """The queues a `celery worker` command consumes (`-Q a,b`): each worker must name them."""
+    assert "-Q" in command, command
+    return set(command[command.index("-Q") + 1].split(","))
+
+
 def test_every_service_ops_expect_is_there(compose: dict[str, Any]) -> None:
     assert set(compose["services"]) == {
         "postgres",
@@ -51,6 +58,7 @@ def test_every_service_ops_expect_is_there(compose: dict[str, Any]) -> None:
         "migrate",
         "web",
         "worker",
+        "agents",
         "beat",
         "flower",
     }
@@ -73,19 +81,36 @@ def test_web_worker_and_beat_start_only_after_the_migrations(compose: dict[str, 
     services = compose["services"]
     assert services["migrate"]["command"] == ["dualmcp", "db", "upgrade"]
     assert services["migrate"]["restart"] == "no"
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "agents", "beat"):
         depends = services[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
     assert "gunicorn" in services["web"]["command"]
 
 
+def test_node_workers_and_agent_workers_serve_separate_queues(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert _queues(services["worker"]["command"]) == {NODES_QUEUE, RUNS_QUEUE}
+    assert _queues(services["agents"]["command"]) == {AGENTS_QUEUE}
+    assert "--concurrency=4" in services["agents"]["command"]
+
+
 def test_workers_scale_and_shut_down_warm(compose: dict[str, Any]) -> None:
-    worker = compose["services"]["worker"]
-    assert "ports" not in worker and "container_name" not in worker  # --scale worker=N works
-    assert worker["stop_signal"] == "SIGTERM"
-    soft_timeout = Settings().soft_shutdown_timeout_s
-    assert _seconds(worker["stop_grace_period"]) >= soft_timeout + 20
-    assert worker["environment"]["DUALMCP_WORKER_METRICS_PORT"] == "9808"
+    settings = Settings()
+    for name in ("worker", "agents"):
+        worker = compose["services"][name]
+        assert "ports" not in worker and "container_name" not in worker, name  # --scale works
+        assert worker["stop_signal"] == "SIGTERM", name
+        assert _seconds(worker["stop_grace_period"]) >= settings.soft_shutdown_timeout_s + 20
+        assert worker["environment"]["DUALMCP_ROLE"] == "worker", name  # the healthcheck's role
+        assert worker["environment"]["DUALMCP_WORKER_METRICS_PORT"] == "9808", name
+
+
+def test_an_agent_worker_stopping_lets_its_running_turns_end(compose: dict[str, Any]) -> None:
+    """Turns are not handed back on SIGTERM: a SIGKILL first would strand one until the
+    visibility timeout."""
+    settings = Settings()
+    grace = _seconds(compose["services"]["agents"]["stop_grace_period"])
+    assert grace >= settings.agent_turn_deadline_s + settings.llm_timeout_s
 
 
 def test_flower_listens_on_localhost_only_by_default(compose: dict[str, Any]) -> None:
@@ -95,7 +120,7 @@ def test_flower_listens_on_localhost_only_by_default(compose: dict[str, Any]) ->
 def test_the_app_containers_log_json_and_share_metrics_across_processes(
     compose: dict[str, Any],
 ) -> None:
-    for name in ("web", "worker", "beat", "migrate"):
+    for name in ("web", "worker", "agents", "beat", "migrate"):
         environment = compose["services"][name]["environment"]
         assert environment["DUALMCP_LOG_FORMAT"] == "json", name
         assert environment["PROMETHEUS_MULTIPROC_DIR"], name
