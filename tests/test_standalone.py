@@ -11,8 +11,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
+import httpx2
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 ADMIN_KEY = "standalone-admin-key"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -180,3 +184,39 @@ def test_an_agent_answers_and_remembers_without_redis(standalone: Standalone) ->
     assert reply.status_code == 200, reply.text
     assert reply.json()["memory_size"] == 4
     assert [m["content"] for m in memory.json()["messages"]][::2] == ["Who are you?", "And now?"]
+
+
+def test_the_demo_agent_calls_the_sales_lead_workflow_as_a_tool(standalone: Standalone) -> None:
+    printed = standalone.wait_for_output("Serving; Ctrl-C stops.")
+    assert "agent sales-assistant called the workflow as a tool:" in printed
+    assert 'process_lead({"lead_id": "7", "source": "agent"}): ok in' in printed
+    assert "claude mcp add --transport http dualmcp " + standalone.url + "/mcp" in printed
+    with httpx.Client(base_url=standalone.url, timeout=30, headers=ADMIN) as client:
+        runs = client.get("/api/runs", params={"workflow_id": "sales-lead"}).json()["runs"]
+        memory = client.get(
+            "/api/agents/sales-assistant/memory", params={"session_id": "demo-tools"}
+        ).json()
+
+    by_agent = [run for run in runs if run["source"] == "agent"]
+    assert len(by_agent) == 1 and by_agent[0]["status"] == "succeeded"
+    assert by_agent[0]["input"] == {"lead_id": "7", "source": "agent"}
+    assert [m["role"] for m in memory["messages"]] == ["user", "assistant", "tool", "assistant"]
+    assert by_agent[0]["run_id"] in memory["messages"][2]["content"]
+
+
+def test_the_standalone_server_speaks_mcp(standalone: Standalone) -> None:
+    standalone.wait_for_output("Serving; Ctrl-C stops.")
+
+    async def use() -> tuple[list[str], dict[str, object]]:
+        async with httpx2.AsyncClient(headers=ADMIN, timeout=30) as http:
+            transport = streamable_http_client(standalone.url + "/mcp", http_client=http)
+            async with Client(transport) as client:
+                names = [tool.name for tool in (await client.list_tools()).tools]
+                result = await client.call_tool("process_lead", {"lead_id": "42"})
+                return names, dict(result.structured_content or {})
+
+    names, result = anyio.run(use)
+
+    assert {"get_run", "ask_sales-assistant", "process_lead"} <= set(names)
+    assert result["status"] == "succeeded"
+    assert set(result["output"]) == {"notify"}  # where the run's path ended

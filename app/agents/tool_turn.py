@@ -21,10 +21,10 @@ from typing import Any
 
 from app.agents.memory import Memory, NewMessage, Window, chat_message
 from app.agents.profiles import AgentProfile
-from app.agents.tool_names import ToolNames
 from app.agents.toolbox import Toolbox
 from app.config import Settings
 from app.llm import ChatMessage, Completion, LLMProviders, ToolCall, ToolSpec
+from app.mcp.tool_names import ToolNames
 
 STOPPED_MAX_CALLS = "max_tool_calls"
 STOPPED_DEADLINE = "deadline"

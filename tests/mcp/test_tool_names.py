@@ -8,7 +8,7 @@ from random import Random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.agents.tool_names import ToolNames
+from app.mcp.tool_names import ToolNames
 
 PROVIDER_RULE = re.compile(r"^[a-zA-Z0-9_-]{1,64}\Z")
 
