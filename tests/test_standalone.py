@@ -11,12 +11,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import anyio
 import httpx
-import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
+
+from tests.mcp_clients import call_tool, tool_names
 
 ADMIN_KEY = "standalone-admin-key"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -207,16 +205,11 @@ def test_the_demo_agent_calls_the_sales_lead_workflow_as_a_tool(standalone: Stan
 def test_the_standalone_server_speaks_mcp(standalone: Standalone) -> None:
     standalone.wait_for_output("Serving; Ctrl-C stops.")
 
-    async def use() -> tuple[list[str], dict[str, object]]:
-        async with httpx2.AsyncClient(headers=ADMIN, timeout=30) as http:
-            transport = streamable_http_client(standalone.url + "/mcp", http_client=http)
-            async with Client(transport) as client:
-                names = [tool.name for tool in (await client.list_tools()).tools]
-                result = await client.call_tool("process_lead", {"lead_id": "42"})
-                return names, dict(result.structured_content or {})
-
-    names, result = anyio.run(use)
+    url = standalone.url + "/mcp"
+    names = tool_names(url, ADMIN_KEY)
+    result = call_tool(url, ADMIN_KEY, "process_lead", {"lead_id": "42"})
 
     assert {"get_run", "ask_sales-assistant", "process_lead"} <= set(names)
-    assert result["status"] == "succeeded"
-    assert set(result["output"]) == {"notify"}  # where the run's path ended
+    assert result.structured_content is not None
+    assert result.structured_content["status"] == "succeeded"
+    assert set(result.structured_content["output"]) == {"notify"}  # where the run's path ended

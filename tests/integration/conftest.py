@@ -55,27 +55,11 @@ class Stack:
 
     def start_worker(self) -> None:
         self._worker_count += 1
-        with open(self.logs / f"worker-{self._worker_count}.log", "wb") as log:
-            self.worker = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "app.tasks",
-                    "worker",
-                    "--loglevel=INFO",
-                    "--concurrency=2",
-                    "--pool=prefork",
-                    f"--hostname=test{self._worker_count}@%h",
-                ],
-                cwd=REPO,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: a test can kill all of it
-            )
-        self._wait_ready(self.logs / f"worker-{self._worker_count}.log", b"ready.")
+        name = f"worker-{self._worker_count}"
+        self.worker = self._celery(
+            name, "worker", "--concurrency=2", f"--hostname=test{self._worker_count}@%h"
+        )
+        self._wait_ready(self.logs / f"{name}.log", b"ready.")
 
     def kill_worker(self) -> None:
         """SIGKILL the worker's whole process group: no warm shutdown, no acks."""
@@ -89,31 +73,11 @@ class Stack:
     ) -> subprocess.Popen[bytes]:
         """A worker serving only `queues` (`-Q a,b`), as a split layout runs it (DESIGN.md:
         Agents that act: one worker with `-Q` for each); ready when this returns."""
-        log_path = self.logs / f"{name}.log"
-        with open(log_path, "wb") as log:
-            worker = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "app.tasks",
-                    "worker",
-                    "--loglevel=INFO",
-                    "-Q",
-                    queues,
-                    f"--concurrency={concurrency}",
-                    "--pool=prefork",
-                    f"--hostname={name}@%h",
-                ],
-                cwd=REPO,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        worker = self._celery(
+            name, "worker", "-Q", queues, f"--concurrency={concurrency}", f"--hostname={name}@%h"
+        )
         self.queue_workers.append(worker)
-        self._wait_ready(log_path, b"ready.", worker)
+        self._wait_ready(self.logs / f"{name}.log", b"ready.", worker)
         return worker
 
     def kill_queue_worker(self, worker: subprocess.Popen[bytes]) -> None:
@@ -123,17 +87,27 @@ class Stack:
         self.queue_workers.remove(worker)
 
     def start_beat(self, schedule: Path, name: str = "beat") -> subprocess.Popen[bytes]:
+        beat = self._celery(name, "beat", f"--schedule={schedule}")
+        if name == "beat":
+            self.beat = beat
+        return beat
+
+    def _celery(self, name: str, command: str, *args: str) -> subprocess.Popen[bytes]:
+        """`celery -A app.tasks <command>` as ops run it, logging to <name>.log, in a process
+        group of its own (a test can kill all of it)."""
+        prefork = ("--pool=prefork",) if command == "worker" else ()
         with open(self.logs / f"{name}.log", "wb") as log:
-            beat = subprocess.Popen(
+            return subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
                     "celery",
                     "-A",
                     "app.tasks",
-                    "beat",
+                    command,
                     "--loglevel=INFO",
-                    f"--schedule={schedule}",
+                    *args,
+                    *prefork,
                 ],
                 cwd=REPO,
                 env=self.env,
@@ -141,9 +115,6 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        if name == "beat":
-            self.beat = beat
-        return beat
 
     def stop(self) -> None:
         for process in (self.worker, self.beat, *self.queue_workers):

@@ -5,28 +5,24 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
-import anyio
 import httpx
-import httpx2
 import mcp_types as types
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import func, select
 
 from app import apikeys
 from app.models import WorkflowRun
 from tests.http_peer import HttpPeer
 from tests.integration.conftest import ADMIN_KEY, Stack, gunicorn
+from tests.mcp_clients import call_tool, result_texts, tool_names
 
 pytestmark = pytest.mark.integration
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 MODES = ["auto", "legacy"]
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -90,38 +86,14 @@ def create_workflow(web_url: str, definition: dict[str, Any]) -> str:
     return str(definition["tool"]["name"])
 
 
-def mcp(url: str, key: str, use: Callable[[Client], Awaitable[T]], mode: str = "auto") -> T:
-    """The SDK client with `key` as a Bearer token (headers and timeouts live on httpx2)."""
-
-    async def session() -> T:
-        headers = {"Authorization": f"Bearer {key}"}
-        async with (
-            httpx2.AsyncClient(headers=headers, timeout=60) as http,
-            Client(streamable_http_client(url, http_client=http), mode=mode) as client,
-        ):
-            return await use(client)
-
-    return anyio.run(session)
-
-
-def tool_names(url: str, key: str, mode: str = "auto") -> list[str]:
-    async def names(client: Client) -> list[str]:
-        return [tool.name for tool in (await client.list_tools()).tools]
-
-    return mcp(url, key, names, mode)
-
-
 def call(
     url: str, key: str, name: str, arguments: dict[str, Any], mode: str = "auto"
 ) -> types.CallToolResult:
-    async def called(client: Client) -> types.CallToolResult:
-        return await client.call_tool(name, arguments)
-
-    return mcp(url, key, called, mode)
+    return call_tool(url, key, name, arguments, mode)
 
 
 def text(result: types.CallToolResult) -> str:
-    return "\n".join(b.text for b in result.content if isinstance(b, types.TextContent))
+    return "\n".join(result_texts(result))
 
 
 def structured(result: types.CallToolResult) -> dict[str, Any]:

@@ -150,3 +150,15 @@ def app(
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def pg_client(migrated_postgres: str, pg_sessions: sessionmaker[Session]) -> FlaskClient:
+    """The app on the real PostgreSQL (its one-statement paths), a read key, no broker."""
+    settings = Settings(
+        DATABASE_URL=migrated_postgres,
+        CELERY_BROKER_URL="memory://",
+        DUALMCP_API_KEYS=f"read:{READ_KEY}",
+    )
+    context = WebContext(settings=settings, sessions=pg_sessions, publish=RecordingPublisher())
+    return create_app({"TESTING": True}, context=context).test_client()

@@ -12,14 +12,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio
 import httpx
-import httpx2
 import mcp_types as types
 import pytest
 from flask import Flask
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from waitress import create_server
@@ -32,9 +29,10 @@ from app.web import create_app
 from app.web.context import WebContext
 from app.web.mcp_mount import EXTENSION, McpRuntime
 from app.workflows import NodeRef
-from app.workflows.store import save_workflow, set_workflow_status
+from app.workflows.store import set_workflow_status
+from tests.mcp_clients import call_tool, mcp_session, result_texts, tool_names
 from tests.web.conftest import ADMIN_KEY, READ_KEY, ThreadAgentTasks
-from tests.web.factories import drive, unique_id
+from tests.web.factories import drive, save, unique_id
 
 INVOKE_KEY = "invoke-key-for-tests"
 ALLOWED_ORIGIN = "https://app.example.com"
@@ -145,12 +143,6 @@ def tool_workflow(tool_name: str, schema: dict[str, Any] | None = None) -> dict[
     }
 
 
-def save(sessions: sessionmaker[Session], definition: dict[str, Any]) -> str:
-    with sessions.begin() as session:
-        save_workflow(session, definition)
-    return str(definition["workflow_id"])
-
-
 def mcp(
     url: str,
     key: str,
@@ -158,37 +150,21 @@ def mcp(
     use: Callable[[Client], Awaitable[T]],
     headers: dict[str, str] | None = None,
 ) -> T:
-    """Connect the SDK client with `key` as a Bearer token, and run `use` with it."""
-
-    async def session() -> T:
-        sent = {"Authorization": f"Bearer {key}", **(headers or {})}
-        async with (
-            httpx2.AsyncClient(headers=sent, timeout=30) as http,
-            Client(streamable_http_client(url, http_client=http), mode=mode) as client,
-        ):
-            return await use(client)
-
-    return anyio.run(session)
+    return mcp_session(url, key, use, mode=mode, headers=headers, timeout_s=30)
 
 
 def list_names(url: str, key: str, mode: str = "auto") -> list[str]:
-    async def names(client: Client) -> list[str]:
-        return [tool.name for tool in (await client.list_tools()).tools]
-
-    return mcp(url, key, mode, names)
+    return tool_names(url, key, mode)
 
 
 def call(
     url: str, name: str, arguments: dict[str, Any], key: str = INVOKE_KEY, mode: str = "auto"
 ) -> types.CallToolResult:
-    async def called(client: Client) -> types.CallToolResult:
-        return await client.call_tool(name, arguments)
-
-    return mcp(url, key, mode, called)
+    return call_tool(url, key, name, arguments, mode)
 
 
 def texts(result: types.CallToolResult) -> list[str]:
-    return [block.text for block in result.content if isinstance(block, types.TextContent)]
+    return result_texts(result)
 
 
 def runs(sessions: sessionmaker[Session]) -> list[WorkflowRun]:

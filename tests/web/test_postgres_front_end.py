@@ -17,28 +17,19 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import Settings
 from app.models import TriggerEvent, WorkflowRun
-from app.web import create_app
-from app.web.context import WebContext
 from app.workflows import save_workflow
 from app.workflows.store import set_workflow_status
 from tests.statement_log import StatementLog
-from tests.web.conftest import READ, READ_KEY, RecordingPublisher
+from tests.web.conftest import READ
 from tests.web.test_triggers import OLD_SECRET, SECRET, definition, signed
 
 BODY = b'{"lead_id": "42"}'
 
 
 @pytest.fixture
-def client(migrated_postgres: str, pg_sessions: sessionmaker[Session]) -> Any:
-    settings = Settings(
-        DATABASE_URL=migrated_postgres,
-        CELERY_BROKER_URL="memory://",
-        DUALMCP_API_KEYS=f"read:{READ_KEY}",
-    )
-    context = WebContext(settings=settings, sessions=pg_sessions, publish=RecordingPublisher())
-    return create_app({"TESTING": True}, context=context).test_client()
+def client(pg_client: Any) -> Any:
+    return pg_client
 
 
 @pytest.fixture

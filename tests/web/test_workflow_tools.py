@@ -13,15 +13,12 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import Settings
 from app.errors import Conflict, NotFound
 from app.models import TriggerEvent, Workflow, WorkflowRun
-from app.web import create_app
-from app.web.context import WebContext
 from app.workflows import get_tool_workflow, list_tool_workflows, save_workflow
 from app.workflows.store import set_workflow_status
 from tests.statement_log import StatementLog
-from tests.web.conftest import ADMIN, READ_KEY, RecordingPublisher
+from tests.web.conftest import ADMIN, RecordingPublisher
 from tests.web.factories import unique_id
 from tests.web.test_triggers import SECRET, signed
 
@@ -364,17 +361,6 @@ def test_an_unsigned_webhook_learns_nothing_about_the_schema(
 
 
 # PostgreSQL: the partial unique index, and the webhook's hot path
-
-
-@pytest.fixture
-def pg_client(migrated_postgres: str, pg_sessions: sessionmaker[Session]) -> Any:
-    settings = Settings(
-        DATABASE_URL=migrated_postgres,
-        CELERY_BROKER_URL="memory://",
-        DUALMCP_API_KEYS=f"read:{READ_KEY}",
-    )
-    context = WebContext(settings=settings, sessions=pg_sessions, publish=RecordingPublisher())
-    return create_app({"TESTING": True}, context=context).test_client()
 
 
 def test_postgres_index_refuses_a_second_active_workflow_with_the_tool_name(
