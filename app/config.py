@@ -135,6 +135,32 @@ class Settings(BaseSettings):
     #: request with any other Origin header is refused (403). Non-browser clients send none.
     mcp_allowed_origins: str = Field("", validation_alias=_env("DUALMCP_MCP_ALLOWED_ORIGINS"))
 
+    # The webhook door (README: HTTP API, Webhook triggers; issue 13, section 4).
+    #: Days the delivery log (GET /api/workflows/<id>/deliveries) shows; older refusals are
+    #: deleted. Accepted deliveries are trigger_events rows, kept for idempotency regardless.
+    delivery_log_days: float = Field(7.0, gt=0, validation_alias=_env("DUALMCP_DELIVERY_LOG_DAYS"))
+    #: Refused webhook deliveries one source address may cause per window before its requests
+    #: are answered 429 without a signature check (0: no limit).
+    webhook_refusals_per_address: int = Field(
+        20, ge=0, validation_alias=_env("DUALMCP_WEBHOOK_REFUSALS_PER_ADDRESS")
+    )
+    #: The same per workflow, whatever the address (0: no limit).
+    webhook_refusals_per_workflow: int = Field(
+        100, ge=0, validation_alias=_env("DUALMCP_WEBHOOK_REFUSALS_PER_WORKFLOW")
+    )
+    #: The window of those two limits, in seconds (fixed windows, counted in Redis).
+    webhook_refusal_window_s: int = Field(
+        60, ge=1, validation_alias=_env("DUALMCP_WEBHOOK_REFUSAL_WINDOW_S")
+    )
+    #: Reverse proxies in front of the web whose X-Forwarded-For is trusted (werkzeug's
+    #: ProxyFix); 0 takes the peer's address. Behind one proxy, 1: otherwise every sender
+    #: shares the proxy's address and its refusal limit.
+    proxy_hops: int = Field(0, ge=0, validation_alias=_env("DUALMCP_PROXY_HOPS"))
+    #: The URL senders reach the web at (`https://dualmcp.example.com`, with any path prefix):
+    #: Twilio signs the URL it posted to, which behind a proxy is not the request's own. Empty:
+    #: the request's URL.
+    public_base_url: str | None = Field(None, validation_alias=_env("DUALMCP_PUBLIC_BASE_URL"))
+
     # Messaging and credentials (README: Email, SMS and the outbox; Credentials). Secrets are
     # SecretStr: never printed or logged. With neither SMTP_URL nor TWILIO_* set, email and SMS
     # nodes store their messages in the outbox (GET /api/outbox) instead of sending them.

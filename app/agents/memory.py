@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.agents.cache import Cache
 from app.agents.summary import REBUILD_TURNS, fold
+from app.engine.storable_text import make_storable
 from app.errors import NotFound
 from app.llm import ChatMessage, ToolCall
 from app.models import AgentMCP, AgentMessage, utcnow
@@ -284,13 +285,14 @@ def _stored(
     turn_id: str | None,
 ) -> dict[str, Any]:
     # One flush per message: the ids (the sequence) follow the order of the conversation.
+    # A model's reply or a remote tool's result may hold what PostgreSQL cannot store.
     row = AgentMessage(
         agent_id=agent_id,
         session_id=session_id,
         role=message.role,
-        content=message.content,
-        tool_calls=message.tool_calls,
-        tool_result=message.tool_result,
+        content=make_storable(message.content),
+        tool_calls=make_storable(message.tool_calls),
+        tool_result=make_storable(message.tool_result),
         turn_id=turn_id,
         created_at=now,
     )

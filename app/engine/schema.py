@@ -85,7 +85,10 @@ class NodeDefinition(BaseModel):
         return list(dict.fromkeys(ids))
 
 
-SignatureScheme = Literal["standard", "github", "stripe"]
+#: How a webhook trigger authenticates its sender (app/web/signatures.py holds one verifier per
+#: name): a signature by one of the trigger's secrets, or, for `token`, the workflow's own trigger
+#: token (made when the workflow is saved; no secrets).
+SignatureScheme = Literal["standard", "github", "stripe", "slack", "twilio", "token"]
 
 
 class TriggerConfig(BaseModel):
@@ -96,7 +99,8 @@ class TriggerConfig(BaseModel):
     type: Literal["webhook", "schedule", "manual"] = "manual"
     #: How a webhook's signature is checked (app/web/signatures.py).
     scheme: SignatureScheme = "standard"
-    #: A webhook's active signing secrets; several at once while one is rotated out.
+    #: A webhook's active signing secrets; several at once while one is rotated out. A Slack
+    #: signing secret, a Twilio auth token; none for `token`.
     secrets: list[str] = Field(default_factory=list, validate_default=True)
     #: A schedule's cron expression: five fields or a nickname such as "@hourly".
     cron: str | None = Field(None, validate_default=True)
@@ -131,6 +135,13 @@ class TriggerConfig(BaseModel):
     def _webhook_is_signed(cls, secrets: list[str], info: ValidationInfo) -> list[str]:
         """Caught at save time rather than as a 401 on every delivery. Never echoes a secret."""
         if info.data.get("type") != "webhook":
+            return secrets
+        if info.data.get("scheme") == "token":
+            if secrets:
+                raise ValueError(
+                    "a token trigger takes no secrets: its token is made when the workflow is "
+                    "saved, and shown in that answer"
+                )
             return secrets
         if not secrets:
             raise ValueError("a webhook trigger needs at least one secret")
@@ -218,12 +229,16 @@ class ToolBlock(BaseModel):
         return compile_input_schema(self.input_schema)
 
 
+#: What a workflow id may hold: it is used in URLs (app/web/api.py refuses others with a 404).
+WORKFLOW_ID_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+
+
 class WorkflowDefinition(BaseModel):
     """A whole workflow as stored in `workflows.workflow_json`."""
 
     model_config = ConfigDict(extra="forbid")
 
-    workflow_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+    workflow_id: str = Field(min_length=1, max_length=128, pattern=WORKFLOW_ID_PATTERN)
     agent_id: str | None = None
     name: str = ""
     trigger: TriggerConfig = Field(default_factory=TriggerConfig)

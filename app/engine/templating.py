@@ -3,26 +3,40 @@
 Templates come only from workflow definitions; trigger payloads and node outputs reach them as
 values of the context and are never rendered again, so data cannot become code. Error messages
 name the param path and the template text, never a context value (they are stored and shown).
+
+What a param renders to is data (text, numbers, booleans, null, lists, objects), never an
+engine object such as `self`; what can be refused before a run (`self`, a name the context lacks)
+is refused when the definition is saved. The work one render may do: app/engine/sandbox.py.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
 import jinja2
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
+from jinja2 import TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError
-from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.parser import Parser
 
 from app.engine.paths import child_path
+from app.engine.sandbox import (
+    ENV,
+    HELPERS,
+    OBJECT_HELPERS,
+    Refused,
+    Renderer,
+    not_data,
+    render_text,
+    within_budget,
+)
 from app.errors import TemplateError
 
 __all__ = [
+    "CONTEXT_NAMES",
     "condition_error",
     "contains_template",
     "evaluate_condition",
@@ -30,16 +44,14 @@ __all__ = [
     "template_errors",
 ]
 
-#: `'x' * n` and `[0] * n` may build at most this many items (n can come from a payload).
-MAX_REPEAT_LENGTH = 1_000_000
-#: `a ** b` on integers may produce at most this many bits (`10 ** 10 ** 10` would never end).
-MAX_POWER_BITS = 100_000
+#: What templates see (app/workflows/execution.py Lease.template_context; DESIGN.md).
+CONTEXT_NAMES = ("trigger", "nodes", "run", "agent")
+_SEEN = f"templates see {', '.join(CONTEXT_NAMES[:-1])} and {CONTEXT_NAMES[-1]}"
 _MARKERS = ("{{", "{%")
 _UNDEFINED_NAME = re.compile(
     r"has no (?:attribute|element) (?P<attr>.+)$|^(?P<var>.+) is undefined$"
 )
 
-Renderer = Callable[[Mapping[str, Any]], Any]
 #: What a bad template or bad data can raise. Anything else (a worker's time limit, say) is not
 #: the template's fault and must pass through unchanged.
 _RENDER_ERRORS = (
@@ -50,50 +62,8 @@ _RENDER_ERRORS = (
     ValueError,
     AttributeError,
     RuntimeError,
-)
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, plus caps on the two operators that can allocate without bound."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**":
-            _check_power(left, right)
-        else:
-            _check_repeat(left, right)
-        return super().call_binop(context, operator, left, right)
-
-
-def _check_power(base: Any, exponent: Any) -> None:
-    integers = isinstance(base, int) and isinstance(exponent, int) and exponent > 0
-    if integers and max(abs(base).bit_length(), 1) * exponent > MAX_POWER_BITS:
-        raise SecurityError("the result of ** would be too large")
-
-
-def _check_repeat(left: Any, right: Any) -> None:
-    for seq, count in ((left, right), (right, left)):
-        repeats = isinstance(seq, str | list | tuple) and isinstance(count, int)
-        if repeats and len(seq) * count > MAX_REPEAT_LENGTH:
-            raise SecurityError("the result of * would be too long")
-    integers = isinstance(left, int) and isinstance(right, int)
-    if integers and left.bit_length() + right.bit_length() > MAX_POWER_BITS:
-        raise SecurityError("the result of * would be too large")
-
-
-def _finalize(value: Any) -> Any:
-    """Mixed text shows dicts and lists as JSON, which is what a prompt or a body wants."""
-    if isinstance(value, Mapping | list | tuple) and not isinstance(value, Undefined):
-        return json.dumps(value, default=str, ensure_ascii=False)
-    return value
-
-
-_ENV = _Sandbox(
-    undefined=StrictUndefined,
-    finalize=_finalize,
-    autoescape=False,
-    keep_trailing_newline=True,
+    MemoryError,
+    NameError,  # Jinja's constant folding can emit a bare `nan` or `inf` (`"nan" | float`)
 )
 
 
@@ -108,26 +78,29 @@ def contains_template(value: Any) -> bool:
     return False
 
 
-def render_params(params: Any, context: Mapping[str, Any], *, path: str = "params") -> Any:
+def render_params(
+    params: Any, context: Mapping[str, Any], *, path: str = "params", until: float | None = None
+) -> Any:
     """Render every template string nested in `params`; other values are returned as they are.
 
     A string that is exactly one `{{ expr }}` keeps the expression's type; mixed text is a string.
+    Past `until` (a time.monotonic()), a render still looping raises NodeTimeout.
     """
     if isinstance(params, str):
         if not contains_template(params):
             return params
         try:
-            return _compile_template(params)(context)
+            return _compile_template(params)(context, until)
         except _RENDER_ERRORS as exc:
             raise _template_error(path, "template", params, exc) from None
     if isinstance(params, Mapping):
         return {
-            key: render_params(value, context, path=child_path(path, str(key)))
+            key: render_params(value, context, path=child_path(path, str(key)), until=until)
             for key, value in params.items()
         }
     if isinstance(params, list | tuple):
         return [
-            render_params(item, context, path=child_path(path, index))
+            render_params(item, context, path=child_path(path, index), until=until)
             for index, item in enumerate(params)
         ]
     return params
@@ -140,24 +113,26 @@ def evaluate_condition(expression: str | bool, context: Mapping[str, Any]) -> bo
     if not isinstance(expression, str):
         raise TemplateError("condition: must be an expression or a boolean")
     try:
-        return bool(_compile_condition(expression)(context))
+        return bool(_compile_condition(expression)(context, None))
     except _RENDER_ERRORS as exc:
         raise _template_error("condition", "expression", expression, exc) from None
 
 
 def template_errors(value: Any, path: str) -> list[tuple[str, str]]:
-    """(path, message) for every template nested in `value` that does not compile.
+    """(path, message) for every template nested in `value` that cannot render.
 
-    Used when a definition is saved, so a typo is reported then rather than mid-run.
+    Used when a definition is saved, so a typo is reported then rather than mid-run: a syntax
+    error, what the engine refuses (`self`, a helper used as a value), a name the context lacks.
     """
     if isinstance(value, str):
         if not contains_template(value):
             return []
         try:
             _compile_template(value)
+            unknown = _unknown_names(ENV.parse(value))
         except _RENDER_ERRORS as exc:
             return [(path, _describe(exc, value))]
-        return []
+        return [(path, unknown)] if unknown else []
     if isinstance(value, Mapping):
         return [
             error
@@ -181,9 +156,14 @@ def condition_error(expression: Any) -> str | None:
         return "a condition must be an expression or a boolean"
     try:
         _compile_condition(expression)
+        stripped = expression.strip()
+        if _is_single_expression(stripped):
+            stripped = _inner_expression(stripped)
+        tree = nodes.Template([nodes.Output([_parse_expression(stripped)])])
+        tree.set_environment(ENV)
+        return _unknown_names(tree)
     except _RENDER_ERRORS as exc:
         return _describe(exc, expression)
-    return None
 
 
 @lru_cache(maxsize=4096)
@@ -191,31 +171,76 @@ def _compile_template(source: str) -> Renderer:
     """Compile once per distinct source; definitions repeat the same templates on every run."""
     stripped = source.strip()
     if _is_single_expression(stripped):
-        expression = _ENV.compile_expression(_inner_expression(stripped), undefined_to_none=False)
-        return lambda context: _require_defined(expression(context))
-    template = _ENV.from_string(source)
-    return template.render
+        inner = _inner_expression(stripped)
+        expression = ENV.compile_expression(inner, undefined_to_none=False)
+        _refuse_unsupported(_parse_expression(inner), whole_value=True)
+        return within_budget(lambda context: _require_data(expression(context)))
+    tree = ENV.parse(source)
+    _refuse_unsupported(tree)
+    template = ENV.from_string(tree)
+    return within_budget(lambda context: render_text(template, context))
 
 
 @lru_cache(maxsize=4096)
 def _compile_condition(source: str) -> Renderer:
     stripped = source.strip()
     if any(marker in stripped for marker in _MARKERS):
-        _ENV.parse(stripped)  # a syntax error first: it says more than "not one expression"
+        ENV.parse(stripped)  # a syntax error first: it says more than "not one expression"
         if not _is_single_expression(stripped):
             raise TemplateSyntaxError(
                 "a condition is one expression, e.g. `a >= 80` or `{{ a >= 80 }}`", 1
             )
         stripped = _inner_expression(stripped)
-    expression = _ENV.compile_expression(stripped, undefined_to_none=False)
-    return lambda context: _require_defined(expression(context))
+    expression = ENV.compile_expression(stripped, undefined_to_none=False)
+    _refuse_unsupported(_parse_expression(stripped))
+    return within_budget(lambda context: _require_defined(expression(context)))
+
+
+def _parse_expression(source: str) -> nodes.Expr:
+    """The syntax tree of a bare expression (as compile_expression reads it)."""
+    expression = Parser(ENV, source, state="variable").parse_expression()
+    expression.set_environment(ENV)
+    return expression
+
+
+def _refuse_unsupported(tree: nodes.Node, *, whole_value: bool = False) -> None:
+    """Refuse, at compile time and so when a definition is saved, what never renders to data:
+    `self` (Jinja's template reference), a helper used as a value (`{{ range }}`) and, as the
+    whole value of a param, a helper's object (`{{ range(3) }}`, `{{ namespace() }}`)."""
+    found = [tree, *tree.find_all(nodes.Node)]
+    names = [node for node in found if isinstance(node, nodes.Name)]
+    if any(name.name == "self" for name in names):
+        raise Refused(f"`self` is not available: {_SEEN}")
+    declared = {name.name for name in names if name.ctx != "load"}
+    called = {id(node.node) for node in found if isinstance(node, nodes.Call)}
+    for name in names:
+        helper = name.name
+        if helper in HELPERS and helper not in declared and id(name) not in called:
+            raise Refused(f"`{helper}` is a function: call it, e.g. `{helper}(...)`")
+    if (
+        whole_value
+        and isinstance(tree, nodes.Call)
+        and isinstance(tree.node, nodes.Name)
+        and tree.node.name in OBJECT_HELPERS
+    ):
+        helper = tree.node.name
+        hint = ": add `| list`" if helper == "range" else ""
+        raise Refused(f"`{helper}(...)` makes an object, not a value a param can hold{hint}")
+
+
+def _unknown_names(tree: nodes.Template) -> str | None:
+    """Why `tree` reads a name that is neither in the context nor one of the helpers."""
+    unknown = sorted(meta.find_undeclared_variables(tree) - set(CONTEXT_NAMES))
+    if not unknown:
+        return None
+    return f"unknown name {unknown[0]!r}: {_SEEN}"
 
 
 def _is_single_expression(stripped: str) -> bool:
     """True when the whole (stripped) source is one `{{ expr }}` and nothing else."""
     if not (stripped.startswith("{{") and stripped.endswith("}}")):
         return False
-    body = _ENV.parse(stripped).body
+    body = ENV.parse(stripped).body
     return (
         len(body) == 1
         and isinstance(body[0], nodes.Output)
@@ -234,8 +259,31 @@ def _inner_expression(stripped: str) -> str:
     return inner
 
 
+def _require_data(value: Any) -> Any:
+    """The value of a param that is one `{{ expr }}`: JSON data, every part of it defined
+    (also in a literal like `[x.missing]`), no engine object (`range(3)`, `x.items()`)."""
+    if isinstance(value, str | bool | int) or value is None:
+        return value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not (isinstance(key, str | int | float | bool) or key is None):
+                raise Refused(f"an object's key is a {type(key).__name__}, not text")
+            _require_data(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _require_data(item)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise Refused("the value is not a finite number")
+    elif isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    else:
+        raise Refused(not_data(value))
+    return value
+
+
 def _require_defined(value: Any) -> Any:
-    """Fail on an undefined result, also one nested in a list or dict literal like `[x.missing]`."""
+    """A condition's value: fail on an undefined result, also one nested in `[x.missing]`."""
     if isinstance(value, Undefined):
         value._fail_with_undefined_error()
     if isinstance(value, Mapping):
@@ -253,6 +301,8 @@ def _template_error(where: str, kind: str, source: str, exc: Exception) -> Templ
 
 def _describe(exc: Exception, source: str) -> str:
     """A reason built only from the template and Jinja's own words, never from context values."""
+    if isinstance(exc, Refused):
+        return exc.message or "refused"
     if isinstance(exc, TemplateSyntaxError):
         line = f" (line {exc.lineno})" if "\n" in source.strip() else ""
         return f"syntax error: {(exc.message or '').rstrip('.')}{line}"

@@ -31,6 +31,7 @@ from app.agents.schemas import SESSION_ID_MAX, SESSION_ID_PATTERN
 from app.agents.service import new_session_id
 from app.agents.store import get_agent, list_exposed_agents
 from app.engine.schema import RESERVED_TOOL_PREFIX
+from app.engine.storable_text import unstorable_text_problems
 from app.engine.tool_input import input_problems
 from app.engine.validation import Problem
 from app.errors import Conflict, NotFound
@@ -198,6 +199,10 @@ class _Tools:
     def _ask(self, agent_id: str, arguments: dict[str, Any]) -> types.CallToolResult:
         """One turn on an agent worker; its reply, or its task id once `wait_s` ran out."""
         problems = input_problems(_ASK_SCHEMA, arguments, prefix="arguments")
+        problems += [
+            Problem(found["code"], found["path"], found["message"])
+            for found in unstorable_text_problems(arguments, "arguments")
+        ]
         if problems:
             return invalid_arguments(problems)
         with self.host.sessions() as session:

@@ -98,6 +98,9 @@ class Workflow(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     #: The current version's `tool.name`, when it has a tool block (served at /mcp).
     tool_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: Hex SHA-256 of the trigger token, when the trigger is a token webhook; never the token
+    #: (app/workflows/trigger_tokens.py).
+    trigger_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -275,3 +278,33 @@ class StoredCredential(Base):
     ciphertext: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class WebhookRefusal(Base):
+    """A webhook delivery refused after its workflow was read: the refused half of the delivery
+    log (GET /api/workflows/<id>/deliveries); the accepted half is `trigger_events`. Written in
+    a statement of its own after the answer is decided, sampled under a flood, and pruned after
+    DUALMCP_DELIVERY_LOG_DAYS (app/workflows/deliveries.py)."""
+
+    __tablename__ = "webhook_refusals"
+    __table_args__ = (
+        Index("ix_webhook_refusals_workflow_received", "workflow_id", "received_at", "id"),
+        Index("ix_webhook_refusals_received", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workflow_id: Mapped[str] = mapped_column(
+        ForeignKey("workflows.workflow_id", ondelete="CASCADE")
+    )
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The trigger's signature scheme when the workflow takes webhooks (standard, github, ...).
+    scheme: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: The delivery's idempotency key as its sender gave it (unverified when the signature was
+    #: refused); never a secret, a signature or a token.
+    delivery_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    #: The HTTP status answered (401, 403, 409, 415, 422, ...).
+    status: Mapped[int] = mapped_column(Integer)
+    #: missing, malformed, mismatch, stale, future, not_enabled, paused, invalid_body, ...
+    reason: Mapped[str] = mapped_column(String(64))
+    #: The sender's address as the front end saw it (request.remote_addr).
+    source_address: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -48,6 +48,11 @@ def make_celery(settings: Settings) -> Celery:
             # every tenth of the timeout, 1 to 10 s (kombu/transport/redis.py restore_visible).
             "unacked_restore_interval": min(max(settings.visibility_timeout // 10, 1), 10),
             "unacked_restore_throttle": 1,
+            # A worker killed mid-sweep leaves the sweep's lock to expire: kombu's 300 s would
+            # stop every worker's sweep that long. Within the timeout, the worst case stays
+            # the timeout plus one sweep period (a concurrent sweep is safe: each restore is a
+            # WATCHed transaction).
+            "unacked_mutex_expire": min(settings.visibility_timeout, 300),
             "socket_connect_timeout": 2,
         },
         # A broker outage must not hold a web request for long: the node stays pending in

@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import Settings, get_settings
 from app.web.context import WebContext
+from app.web.json_body import BoundedRequest
 
 
 def create_app(
@@ -19,6 +21,7 @@ def create_app(
 ) -> Flask:
     """Build the app; tests pass their own `context` (settings, sessions, publisher)."""
     app = Flask(__name__)
+    app.request_class = BoundedRequest  # a chunked body past MAX_CONTENT_LENGTH is a 413 too
     context = context or default_context(get_settings())
     app.config.update(
         MAX_CONTENT_LENGTH=context.settings.max_body_bytes,
@@ -32,11 +35,13 @@ def create_app(
         agents,
         conversations,
         credentials,
+        deliveries,
         errors,
         mcp_mount,
         metrics,
         ops,
         outbox,
+        rate_limits,
         runs,
         triggers,
         workflows,
@@ -47,6 +52,10 @@ def create_app(
     for module in modules:
         app.register_blueprint(module.bp)
     mcp_mount.init_app(app)  # POST /mcp; its event loop starts on the first request to it
+    deliveries.init_app(app)  # GET /api/workflows/<id>/deliveries, and refusals recorded
+    rate_limits.init_app(app)  # 429 for a sender (or a workflow) with too many refusals
+    if hops := context.settings.proxy_hops:  # the sender's address from X-Forwarded-For
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)  # type: ignore[method-assign]
     if app.config.get("DUALMCP_DEMO"):
         from app.web import demo
 

@@ -9,7 +9,7 @@ validated models.
 from __future__ import annotations
 
 import functools
-import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -17,11 +17,24 @@ from typing import Any, Literal, TypeVar
 from flask import Blueprint, request
 from pydantic import BaseModel, ValidationError
 
+from app.agents.schemas import AGENT_ID_PATTERN
+from app.credentials import NAME_PATTERN as CREDENTIAL_NAME_PATTERN
+from app.engine.schema import WORKFLOW_ID_PATTERN
+from app.engine.storable_text import has_unstorable_text, unstorable_text_problems
 from app.web.auth import require_scope
 from app.web.errors import ApiError
+from app.web.json_body import invalid_text, parse_json_body
 
-#: Deeper JSON than this is refused before validation (a cheap guard against stack exhaustion).
-MAX_JSON_DEPTH = 32
+#: Path arguments that name a stored thing: its noun, and the pattern every stored one matches.
+#: A value that cannot match (a NUL, a space, 5,000 characters) names nothing: a 404 decided
+#: without a database read (issue 13: a NUL in a path reached PostgreSQL and answered 500).
+PATH_IDS: dict[str, tuple[str, str]] = {
+    "workflow_id": ("workflow", WORKFLOW_ID_PATTERN),
+    "agent_id": ("agent", AGENT_ID_PATTERN),
+    "name": ("credential", CREDENTIAL_NAME_PATTERN),
+}
+#: The longest id of any kind (the columns are 128 characters).
+MAX_ID_LENGTH = 128
 
 Auth = Literal["admin", "invoke", "read", "signature", "none"]
 View = TypeVar("View", bound=Callable[..., Any])
@@ -66,6 +79,8 @@ def endpoint(
 
     def decorator(view: View) -> View:
         full_rule = (bp.url_prefix or "") + rule
+        # A PUT creates what its last path argument names: that one is the view's to judge (422).
+        created = _path_arguments(rule)[-1:] if method == "PUT" else []
         ENDPOINTS.append(
             Endpoint(
                 full_rule,
@@ -84,6 +99,7 @@ def endpoint(
         def wrapper(**kwargs: Any) -> Any:
             if auth in ("admin", "invoke", "read"):
                 require_scope(auth)
+            _check_path(kwargs, created)
             if body is not None:
                 empty = body_optional and not request.get_data(cache=True)
                 kwargs["body"] = validate(body, {}) if empty else parse_body(body)
@@ -98,21 +114,12 @@ def endpoint(
 
 
 def read_json() -> Any:
-    """The request's JSON body: 415 unless JSON, 400 when malformed or nested too deep."""
+    """The request's JSON body: 415 unless JSON; 400 or 422 unless strict JSON that PostgreSQL
+    can store (app/web/json_body.py)."""
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "the body must be application/json")
-    raw = request.get_data(cache=True)  # MAX_CONTENT_LENGTH makes this a 413 when too large
-    try:
-        data = json.loads(raw)
-    except RecursionError:
-        raise ApiError(400, "malformed_json", "the JSON body is nested too deeply") from None
-    except ValueError as exc:
-        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
-    if _depth(data) > MAX_JSON_DEPTH:
-        raise ApiError(
-            400, "malformed_json", f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels"
-        )
-    return data
+    # MAX_CONTENT_LENGTH makes this a 413 when too large, chunked or not (BoundedRequest).
+    return parse_json_body(request.get_data(cache=True))
 
 
 def parse_body(model: type[BaseModel]) -> BaseModel:
@@ -120,7 +127,34 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
 
 
 def parse_query(model: type[BaseModel]) -> BaseModel:
-    return validate(model, request.args.to_dict())
+    data = request.args.to_dict()
+    problems = unstorable_text_problems(data)
+    if problems:
+        raise invalid_text(problems)
+    return validate(model, data)
+
+
+def _check_path(arguments: dict[str, Any], created: list[str]) -> None:
+    """404 for a path argument that names nothing that could be stored; 422 `invalid_text` for
+    one a PUT would create but PostgreSQL could not store."""
+    for name, value in arguments.items():
+        if not isinstance(value, str):
+            continue
+        if name in created:
+            if has_unstorable_text(value):
+                raise invalid_text(unstorable_text_problems(value, name))
+            continue
+        noun, pattern = PATH_IDS.get(name, (name.removesuffix("_id"), None))
+        if has_unstorable_text(value) or (
+            pattern is not None
+            and (len(value) > MAX_ID_LENGTH or re.fullmatch(pattern, value) is None)
+        ):
+            raise ApiError(404, "not_found", f"no {noun} with id {value[:MAX_ID_LENGTH]!r}")
+
+
+def _path_arguments(rule: str) -> list[str]:
+    """`/api/workflows/<workflow_id>/credentials/<name>` -> ["workflow_id", "name"]."""
+    return re.findall(r"<(?:[^<>:]+:)?([^<>:]+)>", rule)
 
 
 def validate(model: type[BaseModel], data: Any) -> BaseModel:
@@ -140,18 +174,3 @@ def validate(model: type[BaseModel], data: Any) -> BaseModel:
         raise ApiError(
             422, "validation_failed", f"invalid fields: {fields}", {"problems": problems}
         ) from None
-
-
-def _depth(value: Any) -> int:
-    depth, level = 0, [value]
-    while level:
-        depth += 1
-        level = [
-            child
-            for item in level
-            if isinstance(item, dict | list)
-            for child in (item.values() if isinstance(item, dict) else item)
-        ]
-        if level and depth > MAX_JSON_DEPTH:
-            return depth  # values remain below the limit's level: stop counting
-    return depth - 1 if depth else 0

@@ -2,7 +2,8 @@
 
 Command-line flags and GUNICORN_CMD_ARGS set the rest (`--bind 0.0.0.0:8000`; WEB_CONCURRENCY
 sets the worker count). What this adds: the project's log format for gunicorn's own lines and the
-access log, and the hooks multiprocess metrics need (PROMETHEUS_MULTIPROC_DIR).
+access log, the longest request line, and the hooks multiprocess metrics need
+(PROMETHEUS_MULTIPROC_DIR).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ logconfig_dict = logging_config(get_settings())
 accesslog = "-"
 # Heartbeat files on tmpfs: an overlay filesystem can stall them and get workers killed.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# The longest request line gunicorn takes (its own maximum; the default is 4094): a longer
+# path gets gunicorn's HTML 414 instead of the API's JSON 404 (issue 13).
+limit_request_line = 8190
 # A request outliving this is a bug (triggers only enqueue); SIGTERM waits as long.
 timeout = 30
 graceful_timeout = 30

@@ -12,22 +12,23 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, cast
+from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from app import metrics
 from app.engine.tool_input import tool_input_problems
 from app.errors import Conflict, NotFound
 from app.models import each_statement_commits, is_postgresql
-from app.web import signatures
+from app.web import signatures, webhook_payloads
 from app.web.admission import admit_new_run
-from app.web.api import endpoint, read_json, validate
+from app.web.api import endpoint, read_json
 from app.web.context import web_context
 from app.web.errors import ApiError
+from app.web.rate_limits import rate_limited
 from app.workflows import start_run
 from app.workflows.store import (
     TriggerTarget,
@@ -64,10 +65,6 @@ class ExecuteRequest(BaseModel):
     input: Any = Field(default_factory=dict, description="the run's trigger payload")
 
 
-class TriggerPayload(RootModel[dict[str, Any]]):
-    """A webhook's body: any JSON object, the run's `trigger` in templates."""
-
-
 class InputInvalid(ApiError):
     """The run's input breaks the workflow's input schema (422 `validation_failed`)."""
 
@@ -80,6 +77,7 @@ _TRIGGER_RESPONSES: dict[int, type[BaseModel] | None] = {
     404: None,
     409: None,
     422: None,
+    429: None,
     503: None,
 }
 
@@ -150,6 +148,9 @@ def _accept_webhook(session: Session, workflow_id: str, raw: bytes) -> TriggerRe
     """Try this process's copy of the workflow's trigger settings first (no read: the insert
     itself refuses a stale copy). Anything the copy refuses is decided again on a fresh read,
     so a stale copy never turns away what the current settings accept, nor logs a refusal."""
+    retry_after = g.get("door_retry_after")
+    if retry_after is not None:
+        _accept_while_limited(session, workflow_id, raw, retry_after)
     remembered = remembered_trigger_target(session, workflow_id) if is_postgresql(session) else None
     if remembered is not None:
         try:
@@ -163,14 +164,52 @@ def _accept_webhook(session: Session, workflow_id: str, raw: bytes) -> TriggerRe
     return _accept_signed(session, get_trigger_target(session, workflow_id), raw, log_refusal=True)
 
 
+def _accept_while_limited(session: Session, workflow_id: str, raw: bytes, retry_after: int) -> None:
+    """Past the refusal limit (app/web/rate_limits.py) a delivery goes on only when it is signed
+    for this process's remembered copy of the workflow: CPU only, no database read, so a flood
+    of bad signatures costs one Redis read and one HMAC each, and a well-signed sender is never
+    limited. A workflow this process has not read since it started is read once (then
+    remembered); an unknown one is remembered as unknown for the window."""
+    target = remembered_trigger_target(session, workflow_id)
+    if target is None and not _known_unknown(workflow_id):
+        try:
+            target = get_trigger_target(session, workflow_id)
+        except NotFound:
+            _remember_unknown(workflow_id, retry_after)
+    if target is not None:
+        try:
+            scheme, secrets = _webhook_config(target)
+            _verify(target.workflow_id, scheme, secrets, raw, log_refusal=False)
+            return
+        except ApiError:
+            pass
+    raise rate_limited(retry_after)
+
+
+#: Workflow ids found unknown while their door was limited: id -> when to look again.
+_unknown_workflows: dict[str, float] = {}
+
+
+def _known_unknown(workflow_id: str) -> bool:
+    return _unknown_workflows.get(workflow_id, 0.0) > time.monotonic()
+
+
+def _remember_unknown(workflow_id: str, for_s: int) -> None:
+    if len(_unknown_workflows) > 10_000:
+        _unknown_workflows.clear()
+    _unknown_workflows[workflow_id] = time.monotonic() + for_s
+
+
 def _accept_signed(
     session: Session, workflow: TriggerTarget, raw: bytes, *, log_refusal: bool
 ) -> TriggerResult:
     """The signature check (CPU only, no I/O), then the body, then the one write. Only a signed
     sender learns about the input schema; its paths point into the body."""
+    g.webhook_target, g.webhook_delivery_id = workflow, None  # the delivery log (deliveries.py)
     scheme, secrets = _webhook_config(workflow)
     verified = _verify(workflow.workflow_id, scheme, secrets, raw, log_refusal=log_refusal)
-    payload = cast(TriggerPayload, validate(TriggerPayload, read_json())).root
+    g.webhook_delivery_id = verified.idempotency_key  # signed: no refusal limit counts it
+    payload = webhook_payloads.read_webhook_payload()  # JSON, a form or text (any signed sender)
     _check_input(session, workflow, payload, prefix="")
     return accept_trigger(
         session,
@@ -244,6 +283,8 @@ def _webhook_config(workflow: TriggerTarget) -> tuple[str, list[str]]:
     config = workflow.trigger_config or {}
     scheme = config.get("scheme") or "standard"
     secrets = [s for s in config.get("secrets") or [] if isinstance(s, str) and s]
+    if scheme == "token":  # the token's stored digest stands in for the secrets
+        secrets = [workflow.trigger_token_hash] if workflow.trigger_token_hash else []
     if config.get("type") != "webhook" or not secrets or scheme not in signatures.SCHEMES:
         raise ApiError(
             403,
@@ -257,8 +298,10 @@ def _verify(
     workflow_id: str, scheme: str, secrets: list[str], raw: bytes, *, log_refusal: bool = True
 ) -> signatures.Verified:
     """The verified delivery; a generic 401 otherwise, its reason logged (never a secret)."""
+    url = webhook_payloads.delivery_url(web_context().settings.public_base_url)
     try:
-        return signatures.verify(scheme, secrets, raw, dict(request.headers.items()), time.time())
+        headers = dict(request.headers.items())
+        return signatures.verify(scheme, secrets, raw, headers, time.time(), url=url)
     except signatures.SignatureInvalid as exc:
         if log_refusal:
             g.refusal_reason = f"invalid_signature:{exc.reason}"

@@ -1,4 +1,5 @@
-"""Workflow definitions over HTTP: create, read (any version), replace, pause, list.
+"""Workflow definitions over HTTP: create, read (any version), replace, pause, list; and the
+trigger token of a `"scheme": "token"` webhook, shown once in the answer that made it.
 
 The body is the workflow JSON itself. It is checked by the engine through `save_workflow`, not
 by the endpoint's model, so one 422 lists every problem (schema, graph and params) with its code
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from flask import Blueprint, g
+from flask import Blueprint, Response, g, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, RootModel
 from pydantic.json_schema import JsonSchemaValue
@@ -23,6 +24,7 @@ from app.web.api import endpoint
 from app.web.context import web_context
 from app.web.redact import redact_secrets
 from app.web.schemas import VersionList, WorkflowList, WorkflowOut, respond
+from app.workflows.trigger_tokens import rotate_trigger_token, sync_trigger_token
 
 bp = Blueprint("workflows", __name__)
 
@@ -45,6 +47,23 @@ class VersionQuery(BaseModel):
     version: int | None = Field(None, ge=1)
 
 
+class WorkflowSaved(WorkflowOut):
+    """A saved workflow; with its trigger token when this save made one (shown this once)."""
+
+    trigger_token: str | None = Field(
+        None,
+        description='the token a `"scheme": "token"` webhook trigger takes, present only in '
+        "the answer that made it (store it now: only its hash is kept)",
+    )
+
+
+class TriggerToken(BaseModel):
+    """A workflow's new trigger token, shown this once; the old one no longer works."""
+
+    workflow_id: str
+    trigger_token: str
+
+
 class StatusChange(BaseModel):
     """Pause a workflow (no new runs start; runs under way finish) or activate it again."""
 
@@ -60,13 +79,14 @@ class StatusChange(BaseModel):
     summary="Create a workflow from its definition",
     auth="admin",
     body=WorkflowBody,
-    responses={201: WorkflowOut},
+    responses={201: WorkflowSaved},
 )
 def create_workflow(body: WorkflowBody) -> ResponseReturnValue:
     with web_context().sessions.begin() as session:
         workflow = workflows.save_workflow(session, body.root, create_only=True)
+        token = sync_trigger_token(session, workflow.workflow_id)
         shaped = workflows.workflow_to_dict(workflow)
-    return _answer(shaped, 201)
+    return _answer(shaped, 201, trigger_token=token)
 
 
 @endpoint(bp, "/api/workflows", summary="List workflows", responses={200: WorkflowList})
@@ -103,7 +123,7 @@ def get_workflow(workflow_id: str, query: VersionQuery) -> ResponseReturnValue:
     summary="Store a new version of a workflow (created when new); runs keep their version",
     auth="admin",
     body=WorkflowBody,
-    responses={200: WorkflowOut, 201: WorkflowOut},
+    responses={200: WorkflowSaved, 201: WorkflowSaved},
 )
 def replace_workflow(workflow_id: str, body: WorkflowBody) -> ResponseReturnValue:
     raw = body.root
@@ -115,8 +135,23 @@ def replace_workflow(workflow_id: str, body: WorkflowBody) -> ResponseReturnValu
         raw = {**raw, "workflow_id": workflow_id}
     with web_context().sessions.begin() as session:
         workflow = workflows.save_workflow(session, raw)
+        token = sync_trigger_token(session, workflow.workflow_id)
         shaped = workflows.workflow_to_dict(workflow)
-    return _answer(shaped, 201 if shaped["version"] == 1 else 200)
+    return _answer(shaped, 201 if shaped["version"] == 1 else 200, trigger_token=token)
+
+
+@endpoint(
+    bp,
+    "/api/workflows/<workflow_id>/trigger-token",
+    method="POST",
+    summary="Make a new trigger token for a token webhook (shown once; the old one stops working)",
+    auth="admin",
+    responses={200: TriggerToken, 404: None, 409: None},
+)
+def new_trigger_token(workflow_id: str) -> ResponseReturnValue:
+    with web_context().sessions.begin() as session:
+        token = rotate_trigger_token(session, workflow_id)
+    return _no_store(respond(TriggerToken, {"workflow_id": workflow_id, "trigger_token": token}))
 
 
 @endpoint(
@@ -149,11 +184,25 @@ def list_versions(workflow_id: str) -> ResponseReturnValue:
     return respond(VersionList, {"workflow_id": workflow_id, "versions": versions})
 
 
-def _answer(shaped: dict[str, Any], status: int = 200) -> ResponseReturnValue:
-    """Secrets in the definition are shown to admin keys only (they could change them anyway)."""
+def _answer(
+    shaped: dict[str, Any], status: int = 200, *, trigger_token: str | None = None
+) -> ResponseReturnValue:
+    """Secrets in the definition are shown to admin keys only (they could change them anyway).
+    A trigger token made by this save is added under `trigger_token`; other answers have none."""
     if g.get("api_scope") != "admin":
         shaped = {**shaped, "definition": redact_secrets(shaped["definition"])}
-    response = respond(WorkflowOut, shaped, status)
+    if trigger_token is None:
+        response = respond(WorkflowOut, shaped, status)
+    else:
+        answer = WorkflowOut.model_validate(shaped).model_dump(mode="json")
+        response = _no_store(jsonify({**answer, "trigger_token": trigger_token}))
+        response.status_code = status
     if status == 201:
         response.headers["Location"] = f"/api/workflows/{shaped['workflow_id']}"
+    return response
+
+
+def _no_store(response: Response) -> Response:
+    """An answer holding a token: no cache (a proxy's, a browser's) may keep it."""
+    response.headers["Cache-Control"] = "no-store"
     return response

@@ -1,5 +1,9 @@
 """Run one leased node's driver: render params, validate them, call the driver, classify errors.
 
+All of it within the node's timeout: a template that loops too long fails its node like a slow
+driver does (NodeTimeout, under the retry policy), whether the node was leased from the queue or
+is a control node run inline in another node's completion (`run_control_node` below).
+
 No database session is open while this runs (DESIGN.md Execution 2; Redash's executor does the
 same "to prevent holding a connection for a long time").
 """
@@ -11,7 +15,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app import drivers, metrics
 from app.config import Settings
 from app.credentials import CredentialVault
-from app.drivers.base import NodeContext
+from app.drivers.base import Driver, NodeContext
 from app.engine.templating import render_params
 from app.errors import DriverError, NodeTimeout, RetryableDriverError, TemplateError
 from app.logs import log_context
@@ -53,28 +57,23 @@ def invoke_driver(
     context = lease.template_context()
     try:
         driver = drivers.get_driver(node.type)
-        rendered = {
-            name: value
-            if name in driver.raw_params
-            else render_params(value, context, path=f"params.{name}")
-            for name, value in node.params.items()
-        }
-        params = driver.Params.model_validate(rendered)
-        ctx = NodeContext(
-            run_id=lease.run_id,
-            node_id=lease.node_id,
-            workflow_id=lease.workflow_id,
-            attempt=lease.attempt,
-            timeout_s=timeout_s,
-            settings=settings,
-            http=http,
-            template_context=context,
-            agent_id=lease.definition.agent_id,
-            agents=agents,
-            effects=effects,
-            credentials=credentials,
-        )
-        with deadline(timeout_s), interruptible():
+        with deadline(timeout_s) as alarmed, interruptible():
+            rendered = render_node_params(driver, node.params, context, timeout_s, alarmed)
+            params = driver.Params.model_validate(rendered)
+            ctx = NodeContext(
+                run_id=lease.run_id,
+                node_id=lease.node_id,
+                workflow_id=lease.workflow_id,
+                attempt=lease.attempt,
+                timeout_s=timeout_s,
+                settings=settings,
+                http=http,
+                template_context=context,
+                agent_id=lease.definition.agent_id,
+                agents=agents,
+                effects=effects,
+                credentials=credentials,
+            )
             output = driver.run(params, ctx)
         json.dumps(output)  # fail here, not in the database, if a driver returns the wrong thing
     except NodeTimeout as exc:
@@ -95,6 +94,31 @@ def invoke_driver(
     return Outcome(succeeded=True, output=output)
 
 
+def render_node_params(
+    driver: Driver,
+    params: Mapping[str, Any],
+    context: Mapping[str, Any],
+    timeout_s: float,
+    alarmed: bool,
+) -> dict[str, Any]:
+    """The node's params with their templates rendered (but those the driver reads raw).
+
+    Called inside the node's `deadline`: when that armed SIGALRM (prefork children), it stops a
+    looping template; otherwise (threads, standalone) the templates' own clock, `until`, does.
+    Not both: two timeouts racing could raise the second while the first is being reworded.
+    """
+    until = None if alarmed else time.monotonic() + timeout_s
+    try:
+        return {
+            name: value
+            if name in driver.raw_params
+            else render_params(value, context, path=f"params.{name}", until=until)
+            for name, value in params.items()
+        }
+    except NodeTimeout:
+        raise NodeTimeout(f"timed out after {timeout_s:g}s while rendering the params") from None
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """Field names and reasons only: rendered values may hold data that must not be echoed."""
     problems = [
@@ -105,14 +129,14 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 
 @contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-    """Raise NodeTimeout in the running code after `seconds`.
+def deadline(seconds: float) -> Iterator[bool]:
+    """Raise NodeTimeout in the running code after `seconds`; yields whether it could.
 
     Uses SIGALRM, so it works in a prefork worker's main thread; elsewhere (threads, standalone)
     the drivers' own client timeouts are the limit, and the lease expiry is the backstop.
     """
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
-        yield
+        yield False
         return
 
     def _expire(_signum: int, _frame: Any) -> None:
@@ -121,7 +145,7 @@ def deadline(seconds: float) -> Iterator[None]:
     previous = signal.signal(signal.SIGALRM, _expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        yield
+        yield True
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

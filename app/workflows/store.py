@@ -217,6 +217,8 @@ class TriggerTarget:
     #: Every change to the row moves it, so (version, status, updated_at) tells whether a copy
     #: of this target is still current (app/workflows/triggers.py checks it on PostgreSQL).
     updated_at: datetime
+    #: The SHA-256 of the trigger token, for a token webhook (app/workflows/trigger_tokens.py).
+    trigger_token_hash: str | None = None
 
 
 _TRIGGER_TARGET = select(
@@ -225,6 +227,7 @@ _TRIGGER_TARGET = select(
     Workflow.version,
     Workflow.trigger_config,
     Workflow.updated_at,
+    Workflow.trigger_token_hash,
 ).where(Workflow.workflow_id == bindparam("p_workflow_id"))
 
 #: The last target each workflow's trigger read, per database. A front-end process checks a
@@ -241,7 +244,12 @@ def get_trigger_target(session: Session, workflow_id: str) -> TriggerTarget:
     if row is None:
         raise NotFound(f"no workflow with id {workflow_id!r}")
     target = TriggerTarget(
-        row.workflow_id, row.status, row.version, row.trigger_config or {}, row.updated_at
+        row.workflow_id,
+        row.status,
+        row.version,
+        row.trigger_config or {},
+        row.updated_at,
+        row.trigger_token_hash,
     )
     if len(_trigger_targets) >= MAX_REMEMBERED_TARGETS:
         _trigger_targets.clear()

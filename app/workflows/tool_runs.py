@@ -19,7 +19,9 @@ from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.engine.schema import TERMINAL_RUN_STATUSES, WorkflowDefinition
+from app.engine.storable_text import unstorable_text_problems
 from app.engine.tool_input import input_problems, tool_input_problems
+from app.engine.validation import Problem
 from app.errors import Conflict, DualMCPError, NotFound
 from app.models import NodeRun, WorkflowRun, reads_only
 from app.workflows.runs import NodeRef, parse_run_id, start_run
@@ -95,6 +97,11 @@ def check_arguments(definition: WorkflowDefinition, arguments: Any) -> None:
         problems = tool_input_problems(definition.tool, arguments, prefix="arguments")
     else:
         problems = input_problems({"type": "object"}, arguments, prefix="arguments")
+    # What the database cannot store (a NUL, a lone surrogate) is a bad argument, not a 500.
+    problems += [
+        Problem(found["code"], found["path"], found["message"])
+        for found in unstorable_text_problems(arguments, "arguments")
+    ]
     if problems:
         raise ArgumentsInvalid(problems)
 

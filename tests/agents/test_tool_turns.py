@@ -78,6 +78,7 @@ def agent_with_tool(pg_sessions: sessionmaker[Session]) -> Iterator[str]:
     agent_id = f"tooled-{uuid.uuid4().hex[:8]}"
     with pg_sessions.begin() as session:
         save_workflow(session, SCORE_LEAD)
+        set_workflow_status(session, "score-lead-tool", "active")  # another test paused it
         create_agent(
             session,
             agent_id=agent_id,
@@ -266,3 +267,20 @@ def test_a_paused_workflow_is_not_offered_and_the_model_hears_so(
     assert reply.tool_calls == []  # echo: the tool was not offered, so no call was made
     assert "unknown tool" in reply.completion.text or "score_lead" in reply.completion.text
     assert runs.published == []
+
+
+def test_text_postgresql_cannot_store_is_a_bad_argument_or_replaced_never_a_crash(
+    tooled: Tooled, agent_with_tool: str, pg_sessions: sessionmaker[Session]
+) -> None:
+    service, runs = tooled()
+    # The model's arguments hold a NUL: a bad argument, no run. The echo reply repeats it.
+    message = '/call score_lead {"email": "a\\u0000b"}'
+
+    reply = service.converse(agent_with_tool, "s1", message, turn_id="turn-nul")
+
+    assert reply.tool_calls[0]["ok"] is False
+    assert "nul_character" in reply.completion.text
+    assert runs.published == []
+    history = service.memory.history(agent_with_tool, "s1", 10)
+    assert history[1]["tool_calls"][0]["arguments"] == {"email": "a\ufffdb"}
+    assert [m["role"] for m in history] == ["user", "assistant", "tool", "assistant"]

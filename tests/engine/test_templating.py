@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.engine import templating
+from app.engine import sandbox, templating
 from app.engine.templating import (
     condition_error,
     contains_template,
@@ -14,7 +15,7 @@ from app.engine.templating import (
     render_params,
     template_errors,
 )
-from app.errors import TemplateError
+from app.errors import NodeTimeout, TemplateError
 
 CONTEXT: dict[str, Any] = {
     "trigger": {
@@ -169,7 +170,7 @@ def test_runtime_error_message_names_only_the_exception_type() -> None:
     [
         "{{ ''.__class__.__mro__ }}",
         "{{ ''.__class__.__mro__[1].__subclasses__() }}",
-        "{{ cycler.__init__.__globals__ }}",
+        "{{ cycler(1).__init__.__globals__ }}",
         "{{ trigger.lead.tags.__class__ }}",
     ],
 )
@@ -245,7 +246,7 @@ def test_condition_sandbox_blocks_attribute_escapes() -> None:
 
 
 def test_template_errors_lists_each_broken_template_with_its_path() -> None:
-    params = {"url": "{{ x", "payload": {"ok": "{{ y }}", "bad": ["{% if %}"]}}
+    params = {"url": "{{ x", "payload": {"ok": "{{ trigger.y }}", "bad": ["{% if %}"]}}
     paths = [path for path, _ in template_errors(params, "nodes[0].params")]
     assert paths == ["nodes[0].params.url", "nodes[0].params.payload.bad[0]"]
 
@@ -268,3 +269,172 @@ def test_an_exception_that_is_not_the_templates_fault_passes_through() -> None:
 
     with pytest.raises(TimeLimit):
         render_params("{{ clock.now }}", {"clock": Clock()})
+
+
+def test_self_is_a_template_error_naming_the_param() -> None:
+    with pytest.raises(TemplateError, match=r"^params\.values\.x: `self` is not available"):
+        render_params({"x": "{{ self }}"}, CONTEXT, path="params.values")
+
+
+def test_self_in_mixed_text_is_a_template_error() -> None:
+    with pytest.raises(TemplateError, match="`self` is not available"):
+        render_params("Hello {{ self }}", CONTEXT)
+
+
+def test_self_is_reported_when_the_definition_is_saved() -> None:
+    assert template_errors({"x": "Hi {{ self }}"}, "nodes[0].params.values") == [
+        (
+            "nodes[0].params.values.x",
+            "`self` is not available: templates see trigger, nodes, run and agent",
+        )
+    ]
+
+
+def test_self_in_a_condition_is_reported_when_saved() -> None:
+    assert condition_error("self") == (
+        "`self` is not available: templates see trigger, nodes, run and agent"
+    )
+
+
+@pytest.mark.parametrize("helper", ["range", "dict", "cycler", "joiner", "namespace"])
+def test_a_helper_used_as_a_value_is_reported_when_saved(helper: str) -> None:
+    [(path, message)] = template_errors({"x": f"got {{{{ {helper} }}}}"}, "p")
+    assert (path, message) == ("p.x", f"`{helper}` is a function: call it, e.g. `{helper}(...)`")
+
+
+@pytest.mark.parametrize("template", ["{{ range(3) }}", "{{ namespace() }}", "{{ cycler(1) }}"])
+def test_a_helpers_object_as_a_whole_param_is_reported_when_saved(template: str) -> None:
+    [(_, message)] = template_errors(template, "p")
+    assert "not a value a param can hold" in message
+
+
+def test_a_range_made_into_a_list_keeps_its_type() -> None:
+    assert render_params("{{ range(3) | list }}", CONTEXT) == [0, 1, 2]
+
+
+def test_a_range_still_has_a_length_items_and_membership() -> None:
+    template = "{{ range(5) | length }} {{ 3 in range(5) }} {{ range(5)[1:3] | list }}"
+    assert render_params(template, CONTEXT) == "5 True [1, 2]"
+
+
+def test_lipsum_is_not_offered() -> None:
+    assert template_errors("{{ lipsum(1) }}", "p") == [
+        ("p", "unknown name 'lipsum': templates see trigger, nodes, run and agent")
+    ]
+    with pytest.raises(TemplateError, match="undefined"):
+        render_params("{{ lipsum(1) }}", CONTEXT)
+
+
+def test_a_name_outside_the_context_is_reported_when_saved() -> None:
+    assert template_errors({"to": "{{ trgger.email }}"}, "p") == [
+        ("p.to", "unknown name 'trgger': templates see trigger, nodes, run and agent")
+    ]
+
+
+def test_names_the_template_declares_are_not_unknown() -> None:
+    template = "{% set n = 1 %}{% for x in trigger.lead.tags %}{{ loop.index }}{{ x }}{% endfor %}"
+    assert template_errors(template, "p") == []
+
+
+def test_a_condition_naming_something_outside_the_context_is_reported_when_saved() -> None:
+    assert condition_error("nodez.fetch.ok") == (
+        "unknown name 'nodez': templates see trigger, nodes, run and agent"
+    )
+
+
+def test_an_object_that_is_not_data_is_a_template_error() -> None:
+    with pytest.raises(TemplateError, match=r"^params\.x: the value is a dict_items, not data"):
+        render_params({"x": "{{ trigger.lead.items() }}"}, CONTEXT)
+
+
+def test_an_object_that_is_not_data_in_mixed_text_is_a_template_error() -> None:
+    with pytest.raises(TemplateError, match="the value is a dict_keys, not data"):
+        render_params("keys: {{ [trigger.lead.keys()] }}", CONTEXT)
+
+
+def test_a_number_json_cannot_hold_is_a_template_error() -> None:
+    with pytest.raises(TemplateError, match="not a finite number"):
+        render_params("{{ 1e308 * 10 }}", CONTEXT)
+
+
+def test_a_constant_jinja_cannot_compile_is_a_template_error() -> None:
+    with pytest.raises(TemplateError, match="NameError while evaluating"):
+        render_params("{{ 'nan' | float }}", CONTEXT)
+
+
+BURN = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+
+
+def test_nested_loops_stop_at_the_step_budget() -> None:
+    with pytest.raises(TemplateError, match=r"^params\.x: template exceeded 100000 loop"):
+        render_params({"x": BURN}, CONTEXT)
+
+
+def test_loops_over_data_count_too() -> None:
+    template = "{% for a in 'x' * 1000 %}{% for b in 'y' * 1000 %}{% endfor %}{% endfor %}"
+    with pytest.raises(TemplateError, match="exceeded 100000 loop iterations"):
+        render_params(template, CONTEXT)
+
+
+def test_a_macro_calling_itself_twice_stops_at_the_step_budget() -> None:
+    template = (
+        "{% macro m(n) %}{% if n %}{{ m(n - 1) }}{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(60) }}"
+    )
+    with pytest.raises(TemplateError, match="exceeded 100000 loop iterations and calls"):
+        render_params(template, CONTEXT)
+
+
+def test_a_recursive_loop_stops_at_the_step_budget() -> None:
+    template = (
+        "{% for x in [1, 2] recursive %}"
+        "{% if loop.depth < 60 %}{{ loop([1, 2]) }}{% endif %}{% endfor %}"
+    )
+    with pytest.raises(TemplateError, match="exceeded 100000 loop iterations and calls"):
+        render_params(template, CONTEXT)
+
+
+def test_a_loop_over_a_range_counts_each_item_once() -> None:
+    template = "{% for i in range(90000) %}{% endfor %}done"
+    assert render_params(template, CONTEXT) == "done"
+
+
+def test_range_items_a_filter_consumes_count_across_the_render() -> None:
+    assert render_params("{{ range(60000) | list | length }}", CONTEXT) == 60000
+    with pytest.raises(TemplateError, match="exceeded 100000"):
+        render_params("{{ (range(60000) | list) + (range(60000) | list) }}", CONTEXT)
+
+
+def test_the_step_budget_is_per_render() -> None:
+    params = {"a": "{% for i in range(90000) %}{% endfor %}a", "b": "{{ range(90000) | sum }}"}
+    assert render_params(params, CONTEXT) == {"a": "a", "b": 4049955000}
+
+
+def test_a_range_larger_than_the_sandbox_allows_is_a_template_error() -> None:
+    with pytest.raises(TemplateError, match=r"range\(\) may make at most 100000 items"):
+        render_params("{{ range(10 ** 6) | list }}", CONTEXT)
+
+
+def test_mixed_text_stops_at_the_output_cap_without_building_it_all() -> None:
+    template = "{% for i in range(90000) %}{{ 'x' * 1000000 }}{% endfor %}"
+    started = time.monotonic()
+    with pytest.raises(TemplateError, match=r"template output exceeded 10485760 characters"):
+        render_params({"body": template}, CONTEXT)
+    assert time.monotonic() - started < 2
+
+
+def test_mixed_text_up_to_the_output_cap_renders() -> None:
+    template = "{% for i in range(10) %}{{ 'x' * 1000000 }}{% endfor %}"
+    assert len(render_params(template, CONTEXT)) == 10_000_000
+
+
+def test_a_single_expression_passes_large_data_whole() -> None:
+    big = "z" * (sandbox.MAX_OUTPUT_CHARS + 1)
+    assert render_params("{{ trigger.page }}", {"trigger": {"page": big}}) is big
+
+
+def test_a_render_past_until_raises_node_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox, "MAX_TEMPLATE_STEPS", 10**12)
+    started = time.monotonic()
+    with pytest.raises(NodeTimeout):
+        render_params({"x": BURN}, CONTEXT, until=started + 0.2)
+    assert time.monotonic() - started < 1

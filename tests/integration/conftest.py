@@ -366,3 +366,52 @@ def execute(web_url: str, workflow_id: str, payload: Any = None) -> Any:
         headers={"Authorization": f"Bearer {ADMIN_KEY}"},
         timeout=10,
     )
+
+
+@contextmanager
+def own_database(postgres_url: str, prefix: str) -> Iterator[str]:
+    """A migrated database of the caller alone on the session's PostgreSQL, dropped after: no
+    other stack's sweeper sees its node_runs (a test of another recovery path needs that)."""
+    import uuid
+
+    import sqlalchemy
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    url = sqlalchemy.make_url(postgres_url).set(database=name).render_as_string(False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def empty_redis_database(redis_url: str) -> Iterator[str]:
+    """The URL of an empty database (8-15) of the session's Redis, flushed after: a broker no
+    other worker listens on."""
+    import random
+
+    import redis
+
+    def dbsize(url: str) -> int:
+        client = redis.Redis.from_url(url)
+        try:
+            return int(client.dbsize())
+        finally:
+            client.close()
+
+    base = redis_url.rsplit("/", 1)[0]
+    candidates = [f"{base}/{n}" for n in random.sample(range(8, 16), 8)]
+    url = next((candidate for candidate in candidates if not dbsize(candidate)), "")
+    assert url, "no empty Redis database among 8-15"
+    try:
+        yield url
+    finally:
+        client = redis.Redis.from_url(url)
+        client.flushdb()
+        client.close()

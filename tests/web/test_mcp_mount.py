@@ -285,6 +285,20 @@ def test_bad_arguments_name_each_field_and_start_no_run(
     assert runs(web_sessions) == [] and driving.published == []
 
 
+def test_text_the_database_cannot_store_is_a_bad_argument(
+    url: str, web_sessions: sessionmaker[Session], driving: DrivingPublisher
+) -> None:
+    save(web_sessions, tool_workflow("greet"))
+
+    result = call(url, "greet", {"name": "a\u0000b"})
+
+    assert result.is_error is True
+    assert result.structured_content is not None
+    problems = result.structured_content["problems"]
+    assert [(p["code"], p["path"]) for p in problems] == [("nul_character", "arguments.name")]
+    assert runs(web_sessions) == [] and driving.published == []
+
+
 def test_a_paused_workflow_is_no_longer_callable(
     url: str, web_sessions: sessionmaker[Session]
 ) -> None:

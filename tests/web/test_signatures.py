@@ -1,4 +1,5 @@
-"""Webhook signature checks on raw bytes: the three schemes, rotation, and every failure reason."""
+"""Webhook signature checks on raw bytes: the dispatch table, Standard Webhooks, GitHub and
+Stripe, rotation, and every failure reason (Slack, Twilio, token: tests/web/schemes)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import base64
 import hashlib
 import hmac
 from datetime import UTC, datetime
+from typing import get_args
 
 import pytest
 from standardwebhooks import Webhook
 
-from app.web.signatures import SignatureInvalid, UnknownScheme, verify
+from app.engine.schema import SignatureScheme
+from app.web.signatures import SCHEMES, SignatureInvalid, UnknownScheme, verify
 
 NOW = 1_700_000_000.0
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
@@ -211,3 +214,7 @@ def test_the_failure_message_never_holds_a_secret() -> None:
         verify("standard", [SECRET], b"tampered", standard_headers(), NOW)
     assert SECRET not in str(caught.value)
     assert SECRET.removeprefix("whsec_") not in str(caught.value)
+
+
+def test_every_scheme_a_trigger_may_name_has_a_verifier() -> None:
+    assert set(SCHEMES) == set(get_args(SignatureScheme))

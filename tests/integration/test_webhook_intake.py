@@ -1,0 +1,118 @@
+"""Webhook intake through the front door (issue 13, section 4): gunicorn, a real worker,
+PostgreSQL and Redis. A Slack-signed form and a token-authenticated post each start a run that
+succeeds with the body as its `trigger`; the token never reaches a log."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from tests.integration.conftest import ADMIN_KEY, Stack, finished_run
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+SLACK_SECRET = "slack-signing-secret-for-the-stack"
+FORM = "application/x-www-form-urlencoded"
+
+
+def echo(trigger: dict[str, Any]) -> dict[str, Any]:
+    """A transform whose output is the run's whole `trigger`, then one that reads a field of it."""
+    return {
+        "workflow_id": f"intake-{uuid.uuid4().hex[:8]}",
+        "trigger": trigger,
+        "nodes": [
+            {
+                "id": "echo",
+                "type": "transform",
+                "params": {"values": {"got": "{{ trigger }}"}},
+                "next": "pick",
+            },
+            {
+                "id": "pick",
+                "type": "transform",
+                "params": {"values": {"text": "{{ nodes.echo.got.text }}"}},
+            },
+        ],
+    }
+
+
+def gunicorn_log(stack: Stack, web_url: str) -> str:
+    port = urlsplit(web_url).port
+    return (stack.logs / f"gunicorn-{port}.log").read_text(errors="replace")
+
+
+def test_a_slack_signed_form_starts_a_run_that_succeeds(stack: Stack, web_url: str) -> None:
+    definition = echo({"type": "webhook", "scheme": "slack", "secrets": [SLACK_SECRET]})
+    workflow_id = definition["workflow_id"]
+    body = b"command=%2Flead&text=score+42&user_id=U1&channel_id=C1&channel_id=C2"
+    stamp = str(int(time.time()))
+    digest = hmac.new(SLACK_SECRET.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256)
+    headers = {
+        "Content-Type": FORM,
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": f"v0={digest.hexdigest()}",
+    }
+    with httpx.Client(base_url=web_url, timeout=10) as client:
+        assert client.post("/api/workflows", json=definition, headers=ADMIN).status_code == 201
+        forged = client.post(
+            f"/api/triggers/webhook/{workflow_id}",
+            content=body,
+            headers={**headers, "X-Slack-Signature": "v0=" + "0" * 64},
+        )
+        accepted = client.post(
+            f"/api/triggers/webhook/{workflow_id}", content=body, headers=headers
+        )
+
+    assert forged.status_code == 401
+    assert accepted.status_code == 202, accepted.text
+    run = finished_run(stack, accepted.json()["run_id"])
+    assert run["status"] == "succeeded", run
+    assert run["by_node"]["echo"]["output"]["got"] == {
+        "command": "/lead",
+        "text": "score 42",
+        "user_id": "U1",
+        "channel_id": ["C1", "C2"],
+    }
+    assert run["by_node"]["pick"]["output"] == {"text": "score 42"}
+
+
+def test_a_token_post_starts_a_run_that_succeeds_and_the_token_is_never_logged(
+    stack: Stack, web_url: str
+) -> None:
+    definition = echo({"type": "webhook", "scheme": "token"})
+    workflow_id = definition["workflow_id"]
+    path = f"/api/triggers/webhook/{workflow_id}"
+    with httpx.Client(base_url=web_url, timeout=10) as client:
+        created = client.post("/api/workflows", json=definition, headers=ADMIN)
+        assert created.status_code == 201, created.text
+        token = created.json()["trigger_token"]
+        by_query = client.post(
+            path,
+            params={"token": token},
+            content=b"AWS SNS says hi",
+            headers={"Content-Type": "text/plain"},
+        )
+        by_header = client.post(
+            path, json={"text": "bearer"}, headers={"Authorization": f"Bearer {token}"}
+        )
+        rotated = client.post(f"/api/workflows/{workflow_id}/trigger-token", headers=ADMIN)
+        new_token = rotated.json()["trigger_token"]
+        old_refused = client.post(path, params={"token": token}, json={"text": "late"})
+        missing = client.post(path, json={"text": "anonymous"})
+
+    assert (by_query.status_code, by_header.status_code) == (202, 202), by_query.text
+    assert (rotated.status_code, old_refused.status_code, missing.status_code) == (200, 401, 401)
+    first = finished_run(stack, by_query.json()["run_id"])
+    second = finished_run(stack, by_header.json()["run_id"])
+    assert first["status"] == second["status"] == "succeeded"
+    assert first["by_node"]["pick"]["output"] == {"text": "AWS SNS says hi"}
+    assert second["by_node"]["pick"]["output"] == {"text": "bearer"}
+    # The access log holds every request line, `?token=` included: masked.
+    log = gunicorn_log(stack, web_url)
+    assert f"/api/triggers/webhook/{workflow_id}?token=" in log
+    assert token not in log and new_token not in log
