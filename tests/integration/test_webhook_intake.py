@@ -4,14 +4,19 @@ succeeds with the body as its `trigger`; the token never reaches a log."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from standardwebhooks import Webhook
+from twilio.request_validator import RequestValidator
 
 from tests.integration.conftest import ADMIN_KEY, Stack, finished_run
 
@@ -116,3 +121,57 @@ def test_a_token_post_starts_a_run_that_succeeds_and_the_token_is_never_logged(
     log = gunicorn_log(stack, web_url)
     assert f"/api/triggers/webhook/{workflow_id}?token=" in log
     assert token not in log and new_token not in log
+
+
+def test_a_signed_json_array_starts_a_run_with_the_array_as_its_trigger(
+    stack: Stack, web_url: str
+) -> None:
+    """SendGrid posts its events as one JSON array."""
+    secret = "whsec_" + base64.b64encode(b"sendgrid-like-secret").decode()
+    definition = echo({"type": "webhook", "scheme": "standard", "secrets": [secret]})
+    definition["nodes"][1]["params"] = {"values": {"first": "{{ nodes.echo.got[0].event }}"}}
+    body = json.dumps([{"event": "delivered", "sg_message_id": "m1"}, {"event": "open"}])
+    with httpx.Client(base_url=web_url, timeout=10) as client:
+        assert client.post("/api/workflows", json=definition, headers=ADMIN).status_code == 201
+        accepted = client.post(
+            f"/api/triggers/webhook/{definition['workflow_id']}",
+            content=body,
+            headers={**standard_headers(secret, body), "Content-Type": "application/json"},
+        )
+
+    assert accepted.status_code == 202, accepted.text
+    run = finished_run(stack, accepted.json()["run_id"])
+    assert run["status"] == "succeeded", run
+    assert run["input"] == json.loads(body)
+    assert run["by_node"]["pick"]["output"] == {"first": "delivered"}
+
+
+def test_a_twilio_signed_form_starts_a_run_that_succeeds(stack: Stack, web_url: str) -> None:
+    """Twilio signs the public URL and the sorted form fields (its SDK's validator as oracle)."""
+    auth_token = "twilio-auth-token-for-the-stack"
+    definition = echo({"type": "webhook", "scheme": "twilio", "secrets": [auth_token]})
+    definition["nodes"][1]["params"] = {"values": {"text": "{{ nodes.echo.got.Body }}"}}
+    url = f"{web_url}/api/triggers/webhook/{definition['workflow_id']}"
+    form = {"From": "+14155550100", "To": "+14155550199", "Body": "call me", "MessageSid": "SM1"}
+    signature = RequestValidator(auth_token).compute_signature(url, form)
+    with httpx.Client(timeout=10) as client:
+        saved = client.post(f"{web_url}/api/workflows", json=definition, headers=ADMIN)
+        assert saved.status_code == 201, saved.text
+        forged = client.post(url, data=form, headers={"X-Twilio-Signature": "AAAA"})
+        accepted = client.post(url, data=form, headers={"X-Twilio-Signature": signature})
+
+    assert forged.status_code == 401
+    assert accepted.status_code == 202, accepted.text
+    run = finished_run(stack, accepted.json()["run_id"])
+    assert run["status"] == "succeeded", run
+    assert run["by_node"]["pick"]["output"] == {"text": "call me"}
+
+
+def standard_headers(secret: str, body: str) -> dict[str, str]:
+    message_id = "msg_" + uuid.uuid4().hex
+    now = datetime.now(UTC)
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign(message_id, now, body),
+    }
