@@ -17,17 +17,17 @@ import threading
 import time
 from collections.abc import Callable
 from functools import cache
+from typing import Annotated
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from flask.typing import ResponseReturnValue
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models import each_statement_commits, reads_only
 from app.web.api import ENDPOINTS, endpoint
 from app.web.context import web_context
-from app.web.schemas import IsoTime, respond
-from app.workflows import InvalidCursor
+from app.web.schemas import IsoTime, page_cursor, respond
 from app.workflows.deliveries import (
     Refusal,
     decode_delivery_cursor,
@@ -63,17 +63,7 @@ class DeliveriesQuery(BaseModel):
 
     limit: int = Field(50, ge=1, le=200)
     #: `next_cursor` of the previous page.
-    cursor: str | None = None
-
-    @field_validator("cursor")
-    @classmethod
-    def _cursor_from_a_page(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                decode_delivery_cursor(value)
-            except InvalidCursor as exc:
-                raise ValueError(str(exc)) from None
-        return value
+    cursor: Annotated[str | None, page_cursor(decode_delivery_cursor)] = None
 
 
 class DeliveryOut(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from flask import Blueprint, Response
 from flask.typing import ResponseReturnValue
@@ -15,8 +15,7 @@ from app.models import reads_only
 from app.web.admission import admit_new_run
 from app.web.api import endpoint
 from app.web.context import web_context
-from app.web.schemas import RunOut, RunPage, respond
-from app.workflows import InvalidCursor
+from app.web.schemas import RunOut, RunPage, page_cursor, respond
 from app.workflows.runs import decode_cursor
 
 bp = Blueprint("runs", __name__)
@@ -33,17 +32,7 @@ class RunsQuery(BaseModel):
     status: RunStatus | None = None
     limit: int = Field(50, ge=1, le=200)
     #: `next_cursor` of the previous page.
-    cursor: str | None = None
-
-    @field_validator("cursor")
-    @classmethod
-    def _cursor_from_a_page(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                decode_cursor(value)
-            except InvalidCursor as exc:
-                raise ValueError(str(exc)) from None
-        return value
+    cursor: Annotated[str | None, page_cursor(decode_cursor)] = None
 
 
 class RetryRequest(BaseModel):

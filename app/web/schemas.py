@@ -6,15 +6,29 @@ exactly what is sent. Times are ISO 8601 UTC strings, as the services produce th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from flask import Response, jsonify
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from app.agents.schemas import AgentTools
 from app.engine.schema import NodeStatus, RunStatus
 
 IsoTime = str
+
+
+def page_cursor(decode: Callable[[str], object]) -> AfterValidator:
+    """A query's `cursor` is the `next_cursor` of a previous page: refused (422) when `decode`
+    cannot read it (it raises app.workflows.InvalidCursor, a ValueError). Use it as
+    `cursor: Annotated[str | None, page_cursor(decode_cursor)] = None`."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None:
+            decode(value)
+        return value
+
+    return AfterValidator(check)
 
 
 class NodeRunOut(BaseModel):

@@ -8,20 +8,27 @@ finish quickly.
 from __future__ import annotations
 
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import redis
+import sqlalchemy
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models import make_engine, make_session_factory
 from app.models.migrate import upgrade
+from app.workflows import get_run, save_workflow, start_run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -161,8 +168,6 @@ class Stack:
 def stack(
     migrated_postgres: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    import redis
-
     redis.Redis.from_url(redis_url).flushdb()
     env = {**os.environ, **STACK_ENV, "DATABASE_URL": migrated_postgres, "REDIS_URL": redis_url}
     tmp = tmp_path_factory.mktemp("stack")
@@ -179,8 +184,8 @@ def stack(
 
 def launch(stack: Stack, definition: dict[str, Any], payload: Any) -> str:
     """Save (or re-version) the workflow, start a run in one transaction, publish after commit."""
+    # Imported here: importing app.tasks makes the Celery app from the settings of that moment.
     from app.tasks.dispatch import publish
-    from app.workflows import save_workflow, start_run
 
     with stack.sessions.begin() as session:
         save_workflow(session, definition)
@@ -191,7 +196,6 @@ def launch(stack: Stack, definition: dict[str, Any], payload: Any) -> str:
 
 def finished_run(stack: Stack, run_id: str, timeout: float = 30) -> dict[str, Any]:
     """The run once it reached a terminal status, with its nodes keyed by id."""
-    from app.workflows import get_run
 
     def check() -> dict[str, Any] | None:
         with stack.sessions() as session:
@@ -207,8 +211,6 @@ ADMIN_KEY = "integration-admin-key"
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -241,7 +243,6 @@ def gunicorn(stack: Stack, extra_env: dict[str, str] | None = None) -> Iterator[
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        import httpx
 
         def up() -> bool:
             try:
@@ -358,8 +359,6 @@ def private_web_url(private_stack: Stack) -> Iterator[str]:
 
 def execute(web_url: str, workflow_id: str, payload: Any = None) -> Any:
     """POST /api/workflow/execute as an admin; the httpx response."""
-    import httpx
-
     return httpx.post(
         f"{web_url}/api/workflow/execute",
         json={"workflow_id": workflow_id, "input": payload or {}},
@@ -372,10 +371,6 @@ def execute(web_url: str, workflow_id: str, payload: Any = None) -> Any:
 def own_database(postgres_url: str, prefix: str) -> Iterator[str]:
     """A migrated database of the caller alone on the session's PostgreSQL, dropped after: no
     other stack's sweeper sees its node_runs (a test of another recovery path needs that)."""
-    import uuid
-
-    import sqlalchemy
-
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -394,9 +389,6 @@ def own_database(postgres_url: str, prefix: str) -> Iterator[str]:
 def empty_redis_database(redis_url: str) -> Iterator[str]:
     """The URL of an empty database (8-15) of the session's Redis, flushed after: a broker no
     other worker listens on."""
-    import random
-
-    import redis
 
     def dbsize(url: str) -> int:
         client = redis.Redis.from_url(url)

@@ -32,9 +32,8 @@ from app.demo import new_webhook_secret, signed_headers
 from app.drivers.base import idempotency_key
 from app.examples import SALES_LEAD, load_example
 from app.models import SentEffect, make_engine, make_session_factory
-from app.models.migrate import upgrade
 from tests.http_peer import HttpPeer, RecordedRequest, Reply
-from tests.integration.conftest import ADMIN_KEY, STACK_ENV, Stack, gunicorn
+from tests.integration.conftest import ADMIN_KEY, STACK_ENV, Stack, gunicorn, own_database
 from tests.llm_peers import ANTHROPIC_PATH, OPENAI_PATH, serve_anthropic, serve_openai
 from tests.messaging_peers import SmtpPeer, TwilioPeer, WebhookReceiver
 
@@ -136,18 +135,8 @@ def _signed_with_id(secret: str, body: str, webhook_id: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def sales_database(postgres_url: str) -> Iterator[str]:
     """A database of this module alone on the session's PostgreSQL, migrated."""
-    name = f"dualmcp_sales_{uuid.uuid4().hex[:12]}"
-    admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    url = sqlalchemy.make_url(postgres_url).set(database=name).render_as_string(False)
-    try:
-        upgrade(url)
+    with own_database(postgres_url, "dualmcp_sales") as url:
         yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="module")
