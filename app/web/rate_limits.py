@@ -3,15 +3,16 @@ source address and per workflow, in fixed windows of DUALMCP_WEBHOOK_REFUSAL_WIN
 
 Only refusals of requests whose signature did not hold count (a bad or missing signature, a
 workflow that takes no webhooks or does not exist, a body too large to read): a signed sender is
-never counted, so accepted traffic never uses up a limit. Once an address, or a workflow, had
-its limit of refusals in the current window, a webhook request from it (to it) is checked only
-against what the process already holds, with no database read (app/web/triggers.py
-`_accept_while_limited`): a delivery signed for the process's remembered copy of the workflow
-goes on as usual, so well-signed traffic is never limited; anything else is answered 429 with
-Retry-After at the cost of one Redis read and one HMAC.
+never counted, so accepted traffic never uses up a limit. The trigger view first checks the
+signature against its process's copy of the workflow (CPU only); only what that copy does not
+vouch for reads the counters. Once an address, or a workflow, had its limit of refusals in the
+current window, such a request is answered 429 with Retry-After without a database read
+(app/web/triggers.py `_accept_while_limited`): well-signed traffic is never limited, and a
+flood costs one HMAC and one Redis read per request.
 
-Cost: one MGET of the two counters per webhook request, and for a counted refusal one pipelined
-INCR + EXPIRE per counter (one round trip; plain commands, no script to load). Counters live in
+Cost: one MGET of the two counters per webhook request the process's copy does not vouch for
+(none for a delivery signed for it), and for a counted refusal one pipelined INCR + EXPIRE per
+counter (one round trip; plain commands, no script to load). Counters live in
 the broker's Redis, through the client the web context already has: the web needs that Redis to
 publish anyway, and a fixed window needs no clock but Redis keys named by window. With an
 in-memory broker (standalone) they are kept in the process. When Redis fails the door stays open
@@ -195,9 +196,8 @@ def make_limiter(context: WebContext) -> RefusalLimiter:
 
 
 def init_app(app: Flask) -> None:
-    """Read the limits before a webhook view runs; count its refusal after it answered."""
+    """Count a webhook view's refusal after it answered (the view reads the limits itself)."""
     app.extensions["dualmcp.refusal_limiter"] = make_limiter(app.extensions["dualmcp"])
-    app.before_request(_note_a_flooding_sender)
     app.after_request(_count_refusal)
 
 
@@ -212,11 +212,11 @@ def _named_workflow() -> str | None:
     return str(named) if named else None
 
 
-def _note_a_flooding_sender() -> None:
-    """Past the limit, `g.door_retry_after` tells the trigger view to accept only what it can
-    verify without the database (the view answers `rate_limited` otherwise)."""
-    if on_webhook_door():
-        g.door_retry_after = _limiter().retry_after(source_address(), _named_workflow())
+def door_retry_after() -> int | None:
+    """Seconds until the window ends when the request's address (or its workflow) is past its
+    limit of refusals, else None: one Redis read. The trigger view asks only for a delivery its
+    process's copy of the workflow does not vouch for, so accepted traffic pays nothing."""
+    return _limiter().retry_after(source_address(), _named_workflow())
 
 
 def rate_limited(retry_after: int) -> ApiError:

@@ -28,7 +28,7 @@ from app.web.admission import admit_new_run
 from app.web.api import endpoint, read_json
 from app.web.context import web_context
 from app.web.errors import ApiError
-from app.web.rate_limits import rate_limited
+from app.web.rate_limits import door_retry_after, rate_limited
 from app.workflows import start_run
 from app.workflows.store import (
     TriggerTarget,
@@ -148,10 +148,13 @@ def _accept_webhook(session: Session, workflow_id: str, raw: bytes) -> TriggerRe
     """Try this process's copy of the workflow's trigger settings first (no read: the insert
     itself refuses a stale copy). Anything the copy refuses is decided again on a fresh read,
     so a stale copy never turns away what the current settings accept, nor logs a refusal."""
-    retry_after = g.get("door_retry_after")
-    if retry_after is not None:
-        _accept_while_limited(session, workflow_id, raw, retry_after)
-    remembered = remembered_trigger_target(session, workflow_id) if is_postgresql(session) else None
+    copy = remembered_trigger_target(session, workflow_id)
+    if copy is None or not _signed_for(copy, raw):
+        # What this process's copy cannot vouch for pays the refusal limit's one Redis read.
+        retry_after = door_retry_after()
+        if retry_after is not None:
+            _accept_while_limited(session, workflow_id, raw, retry_after, copy)
+    remembered = copy if is_postgresql(session) else None
     if remembered is not None:
         try:
             return _accept_signed(session, remembered, raw, log_refusal=False)
@@ -164,25 +167,32 @@ def _accept_webhook(session: Session, workflow_id: str, raw: bytes) -> TriggerRe
     return _accept_signed(session, get_trigger_target(session, workflow_id), raw, log_refusal=True)
 
 
-def _accept_while_limited(session: Session, workflow_id: str, raw: bytes, retry_after: int) -> None:
+def _signed_for(target: TriggerTarget, raw: bytes) -> bool:
+    """Whether the delivery is signed for `target` (CPU only; a refusal is not logged here)."""
+    try:
+        scheme, secrets = _webhook_config(target)
+        _verify(target.workflow_id, scheme, secrets, raw, log_refusal=False)
+    except ApiError:
+        return False
+    return True
+
+
+def _accept_while_limited(
+    session: Session, workflow_id: str, raw: bytes, retry_after: int, copy: TriggerTarget | None
+) -> None:
     """Past the refusal limit (app/web/rate_limits.py) a delivery goes on only when it is signed
-    for this process's remembered copy of the workflow: CPU only, no database read, so a flood
-    of bad signatures costs one Redis read and one HMAC each, and a well-signed sender is never
-    limited. A workflow this process has not read since it started is read once (then
-    remembered); an unknown one is remembered as unknown for the window."""
-    target = remembered_trigger_target(session, workflow_id)
-    if target is None and not _known_unknown(workflow_id):
+    for the workflow as this process knows it, with no database read: a flood of bad
+    signatures costs one HMAC and one Redis read each, and a well-signed sender is never
+    limited. A workflow this process holds no copy of is read once (then remembered); an
+    unknown one is remembered as unknown for the window."""
+    if copy is None and not _known_unknown(workflow_id):
         try:
-            target = get_trigger_target(session, workflow_id)
+            fresh = get_trigger_target(session, workflow_id)
         except NotFound:
             _remember_unknown(workflow_id, retry_after)
-    if target is not None:
-        try:
-            scheme, secrets = _webhook_config(target)
-            _verify(target.workflow_id, scheme, secrets, raw, log_refusal=False)
-            return
-        except ApiError:
-            pass
+        else:
+            if _signed_for(fresh, raw):
+                return
     raise rate_limited(retry_after)
 
 
