@@ -3,7 +3,7 @@
 # pytest against them and always stops them again.
 #
 #   make install   venv in .venv (re-runs only when pyproject.toml changes)
-#   make lint      ruff check, ruff format --check, mypy app
+#   make lint      ruff check, ruff format --check, mypy app, lint-imports (the layers)
 #   make services  start PostgreSQL (127.0.0.1:55432) and Redis (127.0.0.1:56379)
 #   make test      install + services + lint + pytest, then stop services
 #                  (extra pytest args: make test PYTEST_ARGS='-k foo -x')
@@ -40,6 +40,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy app
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 services:
 	.ci/services.sh start

@@ -28,5 +28,7 @@ eval "$("$SERVICES" env)"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
 "$VENV/bin/mypy" app
+# The layer contracts of pyproject.toml ([tool.importlinter]): no import points upward.
+"$VENV/bin/lint-imports" --no-cache --no-logo
 
 "$VENV/bin/pytest" "$@"

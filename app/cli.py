@@ -1,4 +1,9 @@
-"""The `dualmcp` command."""
+"""The `dualmcp` command.
+
+Each command imports what it needs when it runs, not at the top: `dualmcp healthcheck` runs every
+30 s in every container and must not load the whole app (nor app.metrics before it has cleared
+PROMETHEUS_MULTIPROC_DIR).
+"""
 
 from __future__ import annotations
 

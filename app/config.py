@@ -1,6 +1,6 @@
 """Settings from environment variables: one object, read once per process.
 
-Every variable is listed in README.md (Configuration). Prefixed ones are `DUALMCP_*`; the names
+Every variable is listed in docs/configuration.md. Prefixed ones are `DUALMCP_*`; the names
 of outside services keep their usual names (DATABASE_URL, REDIS_URL, SMTP_URL, ...).
 """
 
@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     #: How many times a node may lose its worker before the run fails (celery#9082).
     max_redeliveries: int = Field(3, validation_alias=_env("DUALMCP_MAX_REDELIVERIES"))
 
-    # Operations (README: Run it in production).
+    # Operations (docs/operations.md).
     #: `json` (one object per line, for log shippers) or `text` (for people).
     log_format: Literal["json", "text"] = Field("text", validation_alias=_env("DUALMCP_LOG_FORMAT"))
     #: The root log level of web, worker and beat (a worker's --loglevel wins).
@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     #: when empty). Node tasks store no results: PostgreSQL has them.
     celery_result_backend: str | None = Field(None, validation_alias=_env("CELERY_RESULT_BACKEND"))
 
-    # Serving tools over MCP (README: Use it from an MCP client).
+    # Serving tools over MCP (docs/api.md: The MCP endpoint).
     #: Seconds a tool call at /mcp waits for its run or agent reply; one still running then is
     #: answered with its run id, for `get_run`. Keep it under MCP clients' timeouts (often 60 s).
     mcp_wait_s: float = Field(20.0, ge=0, validation_alias=_env("DUALMCP_MCP_WAIT_S"))
@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     #: request with any other Origin header is refused (403). Non-browser clients send none.
     mcp_allowed_origins: str = Field("", validation_alias=_env("DUALMCP_MCP_ALLOWED_ORIGINS"))
 
-    # The webhook door (README: HTTP API, Webhook triggers; issue 13, section 4).
+    # The webhook door (docs/api.md: Webhook triggers; issue 13, section 4).
     #: Days the delivery log (GET /api/workflows/<id>/deliveries) shows; older refusals are
     #: deleted. Accepted deliveries are trigger_events rows, kept for idempotency regardless.
     delivery_log_days: float = Field(7.0, gt=0, validation_alias=_env("DUALMCP_DELIVERY_LOG_DAYS"))
@@ -161,7 +161,7 @@ class Settings(BaseSettings):
     #: the request's URL.
     public_base_url: str | None = Field(None, validation_alias=_env("DUALMCP_PUBLIC_BASE_URL"))
 
-    # Messaging and credentials (README: Email, SMS and the outbox; Credentials). Secrets are
+    # Messaging and credentials (docs/workflows.md: Email, SMS and the outbox). Secrets are
     # SecretStr: never printed or logged. With neither SMTP_URL nor TWILIO_* set, email and SMS
     # nodes store their messages in the outbox (GET /api/outbox) instead of sending them.
     #: Fernet keys, comma-separated: the first encrypts, every one decrypts (rotation).
@@ -196,5 +196,7 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process's settings; tests build their own `Settings(...)` and pass it in."""
+    """The environment's settings, read once: for the entry points whose only configuration is
+    the environment (`gunicorn 'app.web:create_app()'`, `celery -A app.tasks`, the CLI). Code
+    below them takes a `Settings` argument; standalone mode and tests build their own."""
     return Settings()

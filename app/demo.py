@@ -13,22 +13,28 @@ import base64
 import json
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 from standardwebhooks import Webhook
 
 from app.examples import SALES_LEAD, SALES_LEAD_AGENT_ID, load_example
 
-if TYPE_CHECKING:
-    from app.standalone import StandaloneConfig
-
 DEMO_WORKFLOW_ID = "sales-lead"
 DEMO_AGENT_ID = SALES_LEAD_AGENT_ID
 #: Lead 42 of the demo CRM is hot (score 91): every node runs, the SMS included.
 DEMO_LEAD_ID = "42"
 OUTPUT_WIDTH = 72
+
+
+@dataclass(frozen=True)
+class DemoServer:
+    """The server the demo drives over HTTP, and the admin key it drives it with."""
+
+    url: str
+    admin_key: str
 
 
 #: The sales-lead workflow as a tool: the demo agent calls it, and so may any MCP client.
@@ -76,7 +82,7 @@ def signed_headers(secret: str, body: str) -> dict[str, str]:
     }
 
 
-def run_demo(config: StandaloneConfig) -> None:
+def run_demo(config: DemoServer) -> None:
     """Set up, fire, wait, print. Errors are printed, never raised: the server keeps serving."""
     try:
         with httpx.Client(base_url=config.url, timeout=30) as client:
@@ -91,7 +97,7 @@ def run_demo(config: StandaloneConfig) -> None:
         print(f"demo failed: {type(exc).__name__}: {exc}")
 
 
-def _fire_and_wait(client: httpx.Client, config: StandaloneConfig) -> dict[str, Any]:
+def _fire_and_wait(client: httpx.Client, config: DemoServer) -> dict[str, Any]:
     admin = {"Authorization": f"Bearer {config.admin_key}"}
     agent = {
         "agent_id": DEMO_AGENT_ID,
@@ -140,7 +146,7 @@ def _fire_and_wait(client: httpx.Client, config: StandaloneConfig) -> dict[str, 
     raise TimeoutError(f"run {run_id} did not finish in 30 s")
 
 
-def _converse(client: httpx.Client, config: StandaloneConfig) -> None:
+def _converse(client: httpx.Client, config: DemoServer) -> None:
     """One message to the demo agent over POST /api/mcp/process, as a chat client would."""
     admin = {"Authorization": f"Bearer {config.admin_key}"}
     message = {"agent_id": DEMO_AGENT_ID, "session_id": "demo", "message": "Who are you?"}
@@ -151,7 +157,7 @@ def _converse(client: httpx.Client, config: StandaloneConfig) -> None:
     print(f"  {reply['reply']}")
 
 
-def _agent_calls_the_workflow(client: httpx.Client, config: StandaloneConfig) -> None:
+def _agent_calls_the_workflow(client: httpx.Client, config: DemoServer) -> None:
     """The agent gets the sales-lead workflow as a tool and calls it (the echo provider's
     `/call` syntax stands in for a model's tool call), then answers with its result."""
     admin = {"Authorization": f"Bearer {config.admin_key}"}
@@ -214,7 +220,7 @@ def short_output(node: dict[str, Any]) -> str:
     return text if len(text) <= OUTPUT_WIDTH else text[: OUTPUT_WIDTH - 3] + "..."
 
 
-def print_outbox(client: httpx.Client, config: StandaloneConfig, run_id: str) -> None:
+def print_outbox(client: httpx.Client, config: DemoServer, run_id: str) -> None:
     """What the email and SMS nodes stored instead of sending (GET /api/outbox)."""
     admin = {"Authorization": f"Bearer {config.admin_key}"}
     answer = client.get("/api/outbox", params={"run_id": run_id}, headers=admin)
@@ -241,7 +247,7 @@ def _wait_until_up(client: httpx.Client) -> None:
     raise TimeoutError("the server did not come up")
 
 
-def _tour(config: StandaloneConfig) -> str:
+def _tour(config: DemoServer) -> str:
     return (
         "\nTry it (README.md has the tour):\n"
         f"  curl -H 'Authorization: Bearer {config.admin_key}' {config.url}/api/runs\n"
@@ -249,8 +255,8 @@ def _tour(config: StandaloneConfig) -> str:
         f"  curl -H 'Authorization: Bearer {config.admin_key}' "
         f"'{config.url}/api/agents/{DEMO_AGENT_ID}/memory?session_id=demo'\n"
         f"  curl {config.url}/api/openapi.json\n"
-        "Use its workflows and agents as tools from an MCP client (README: Use it from an MCP "
-        "client):\n"
+        "Use its workflows and agents as tools from an MCP client (docs/api.md: The MCP "
+        "endpoint):\n"
         f"  claude mcp add --transport http dualmcp {config.url}/mcp "
         f"--header 'Authorization: Bearer {config.admin_key}'\n"
         f"  npx @modelcontextprotocol/inspector --cli {config.url}/mcp --transport http "

@@ -13,19 +13,23 @@ import socket
 import urllib.request
 from typing import Literal
 
+import redis
+
+from app.config import Settings, get_settings
+
 Role = Literal["web", "worker", "beat"]
 ROLES: tuple[Role, ...] = ("web", "worker", "beat")
 TIMEOUT_S = 5.0
 
 
-def check(role: Role, web_port: int = 8000) -> str | None:
-    """None when healthy, else the reason."""
+def check(role: Role, web_port: int = 8000, settings: Settings | None = None) -> str | None:
+    """None when healthy, else the reason; `settings` default to the environment's."""
     try:
         if role == "web":
             return _check_web(web_port)
         if role == "worker":
-            return _check_worker()
-        return _check_broker()
+            return _check_worker(settings or get_settings())
+        return _check_broker(settings or get_settings())
     except Exception as exc:  # any failure is "unhealthy", said in one line
         return f"{type(exc).__name__}: {exc}"
 
@@ -35,21 +39,20 @@ def _check_web(port: int) -> str | None:
         return None if reply.status == 200 else f"/healthz answered {reply.status}"
 
 
-def _check_worker() -> str | None:
-    from app.tasks import celery
+def _check_worker(settings: Settings) -> str | None:
+    # Here, not at the top: only this role needs Celery and app.tasks, a second of imports in a
+    # command the container runs every 30 s.
+    from app.tasks.celery_app import make_celery
 
+    celery = make_celery(settings)
     node = f"celery@{socket.gethostname()}"
     replies = celery.control.ping(destination=[node], timeout=TIMEOUT_S)
     return None if replies else f"worker {node} did not answer a ping"
 
 
-def _check_broker() -> str | None:
-    import redis
-
-    from app.config import get_settings
-
+def _check_broker(settings: Settings) -> str | None:
     client = redis.Redis.from_url(
-        get_settings().broker_url, socket_connect_timeout=TIMEOUT_S, socket_timeout=TIMEOUT_S
+        settings.broker_url, socket_connect_timeout=TIMEOUT_S, socket_timeout=TIMEOUT_S
     )
     try:
         client.ping()

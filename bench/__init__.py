@@ -1,1 +1,1 @@
-"""The benchmark harness (`make bench`); see README.md for results and how to read them."""
+"""The benchmark harness (`make bench`); see bench/README.md for the method and results."""

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         try:
             if stack.database_url:
-                # A partial run never overwrites latest.json, which the README quotes.
+                # A partial run never overwrites latest.json, which bench/README.md quotes.
                 out = args.out or (report.RESULTS / "only.json" if args.only else None)
                 path = report.write(bench, extra, out)
                 print(f"bench: wrote {path}", flush=True)

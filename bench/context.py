@@ -79,7 +79,7 @@ class Bench:
     def start_runs(self, workflow_id: str, payloads: list[Any]) -> list[str]:
         """Start one run per payload in one transaction, then publish them all."""
         from app.models import make_engine, make_session_factory
-        from app.tasks.dispatch import publish
+        from app.tasks.runtime import publish
         from app.workflows import start_run
 
         if self._sessions is None:
@@ -112,9 +112,9 @@ class Bench:
 
     def queued_messages(self) -> int | None:
         """Messages waiting in the node queues (what admission control reads)."""
-        from app.tasks.dispatch import queue_depth
+        from app.tasks.runtime import get_runtime
 
-        return queue_depth()
+        return get_runtime().dispatcher.queue_depth()
 
     def discard_runs(self, workflow_id: str) -> None:
         """Empty the queues and cancel the workflow's unfinished runs (a backlog the bench made

@@ -3,10 +3,10 @@
 PostgreSQL and Redis come from .ci/services.sh, on their own ports and state directory so the
 bench never touches the test services (55432/56379), with PostgreSQL's durable defaults
 (DUALMCP_SERVICES_DURABLE=1, checked again here) and pg_stat_statements for counting
-statements. Then `dualmcp db upgrade`, gunicorn, the Celery worker and beat exactly as README.md
-runs them (prefork, acks_late: nothing turned off), the raw-Celery baseline worker, the bare
-Flask baseline (bench/flask_baseline.py) and the echo server. Every process gets its own process
-group, so stopping it stops its children too.
+statements. Then `dualmcp db upgrade`, gunicorn, the Celery worker and beat exactly as
+docs/operations.md runs them (prefork, acks_late: nothing turned off), the raw-Celery baseline
+worker, the bare Flask baseline (bench/flask_baseline.py) and the echo server. Every process gets
+its own process group, so stopping it stops its children too.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ DEFAULT_STATE_DIR = REPO / ".ci" / ".services-bench"
 #: Not the test services' 55432/56379; DUALMCP_BENCH_PG_PORT / _REDIS_PORT override them.
 DEFAULT_PG_PORT = 55532
 DEFAULT_REDIS_PORT = 56479
-#: gunicorn's sync workers, as README.md runs it (`--workers 4` on this 2-core kind of box).
+#: gunicorn's sync workers, as docs/operations.md runs them (`--workers 4` on a 2-core box).
 GUNICORN_WORKERS = 2 * (os.cpu_count() or 1)
 GUNICORN_CONF = REPO / "app" / "web" / "gunicorn_conf.py"
 #: PostgreSQL settings the bench insists on: durable commits, and statement counting.

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.standalone import build, standalone_config
+from app.tasks.celery_app import make_celery
 from tests.mcp_clients import call_tool, tool_names
 
 ADMIN_KEY = "standalone-admin-key"
@@ -213,3 +215,69 @@ def test_the_standalone_server_speaks_mcp(standalone: Standalone) -> None:
     assert result.structured_content is not None
     assert result.structured_content["status"] == "succeeded"
     assert set(result.structured_content["output"]) == {"notify"}  # where the run's path ended
+
+
+# Set up in this process: standalone mode reads the environment and never writes it.
+
+#: What standalone mode used to set for itself; a test starts without them.
+STANDALONE_VARIABLES = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_RESULT_BACKEND",
+    "DUALMCP_CACHE_URL",
+    "DUALMCP_HTTP_ALLOWLIST",
+    "DUALMCP_ENCRYPTION_KEY",
+    "DUALMCP_API_KEYS",
+)
+
+
+@pytest.fixture
+def bare_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in STANDALONE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-not-for-the-demo")
+
+
+def test_setting_up_standalone_mode_leaves_the_environment_as_it_was(
+    bare_environment: None, tmp_path: Path
+) -> None:
+    before = dict(os.environ)
+
+    config = standalone_config("127.0.0.1", 8123, demo=True, workdir=tmp_path)
+    built = build(config, demo=True)
+    try:
+        assert dict(os.environ) == before
+        settings = built.web.extensions["dualmcp"].settings
+        assert settings is config.settings is built.runtime.settings
+        assert settings.database_url == f"sqlite:///{tmp_path / 'dualmcp.db'}"
+        assert (settings.celery_broker_url, settings.cache_url) == (
+            "memory://localhost//",
+            "memory://",
+        )
+        assert settings.http_allowlist == "127.0.0.1" and settings.openai_api_key is None
+        assert f"admin:{config.admin_key}" in settings.api_keys
+        assert settings.encryption_key is not None
+        assert settings.encryption_key.get_secret_value() in (tmp_path / "dualmcp.key").read_text()
+    finally:
+        built.runtime.http.close()
+        built.celery.close()
+
+
+def test_standalone_mode_uses_its_in_memory_broker_whatever_the_environment_names(
+    bare_environment: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Celery itself prefers these two variables to its configuration.
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:9/0")
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", "redis://127.0.0.1:9/1")
+
+    config = standalone_config("127.0.0.1", 8123, demo=False, workdir=tmp_path)
+    celery = make_celery(config.settings)
+    try:
+        with celery.connection_for_write() as connection:
+            transport = connection.transport_cls
+        backend = type(celery.backend).__name__
+    finally:
+        celery.close()
+
+    assert (transport, backend) == ("memory", "CacheBackend")

@@ -19,7 +19,7 @@ from app.agents.memory import Memory, NewMessage, Window
 from app.agents.profiles import AgentProfile, AgentProfiles
 from app.agents.remote_tools import RemoteTools
 from app.agents.tool_turn import ToolLoop, TurnState
-from app.agents.toolbox import CallContext, Publish, RemoteOpener, WorkflowTools, open_toolbox
+from app.agents.toolbox import CallContext, RemoteOpener, WorkflowToolSource, open_toolbox
 from app.config import Settings
 from app.credentials import CredentialVault
 from app.llm import ChatMessage, Completion, LLMProviders
@@ -82,7 +82,7 @@ class AgentService:
         cache: Cache,
         llm: LLMProviders,
         *,
-        publish: Publish | None = None,
+        workflow_tools: WorkflowToolSource | None = None,
         remote: RemoteOpener | None = None,
     ) -> None:
         self.settings = settings
@@ -105,7 +105,7 @@ class AgentService:
             lock_wait_s=turn_budget_s,
         )
         #: Workflows as tools: None where runs cannot be published (the front end).
-        self.workflow_tools = WorkflowTools(sessions, publish) if publish is not None else None
+        self.workflow_tools = workflow_tools
         self.remote = remote
         self.tool_loop = ToolLoop(settings, llm, self.memory)
 
@@ -196,15 +196,20 @@ def make_agent_service(
     sessions: sessionmaker[Session],
     http: httpx.Client | None,
     *,
-    publish: Publish | None = None,
+    workflow_tools: WorkflowToolSource | None = None,
 ) -> AgentService:
     """Production wiring: the configured cache (Redis, or in-process) and the providers, whose
     config-named servers are reached through `http`, the SSRF-guarded client. A worker passes
-    `publish`, so its agents may call workflows."""
+    `workflow_tools` (app/workflows/agent_tools.py), so its agents may call workflows."""
     cache = make_cache(settings.memory_cache_url)
     remote = None
-    if http is not None and publish is not None:  # a worker: its agents call remote tools too
+    if http is not None and workflow_tools is not None:  # a worker: remote tools too
         remote = RemoteTools(settings, http, CredentialVault(sessions, settings))
     return AgentService(
-        settings, sessions, cache, LLMProviders(settings, http), publish=publish, remote=remote
+        settings,
+        sessions,
+        cache,
+        LLMProviders(settings, http),
+        workflow_tools=workflow_tools,
+        remote=remote,
     )

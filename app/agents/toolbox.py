@@ -15,26 +15,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy.orm import Session, sessionmaker
+from typing import Any, Protocol
 
 from app.agents.schemas import McpServerTool, WorkflowTool
 from app.errors import DualMCPError
 from app.llm import ToolSpec
 from app.llm.base import RAW_ARGUMENTS
-from app.workflows.runs import NodeRef
-from app.workflows.tool_runs import (
-    ArgumentsInvalid,
-    start_tool_run,
-    tool_definition,
-    wait_for_run,
-)
 
 log = logging.getLogger(__name__)
-
-#: Sends node messages after the commit that made them pending (app.tasks.dispatch.publish).
-Publish = Callable[[list[NodeRef]], None]
 
 
 @dataclass(frozen=True)
@@ -74,15 +62,16 @@ class Toolbox:
         started = time.monotonic()
         handler = self._handlers.get(name)
         if handler is None:
-            return _outcome(False, {"error": f"no tool named {name!r}"}, started, self._max_chars)
+            error = {"error": f"no tool named {name!r}"}
+            return tool_outcome(False, error, started, self._max_chars)
         if RAW_ARGUMENTS in arguments:  # the model's arguments were not a JSON object
             error = {"error": "the arguments must be a JSON object"}
-            return _outcome(False, error, started, self._max_chars)
+            return tool_outcome(False, error, started, self._max_chars)
         try:
             outcome = handler(arguments, call_key, max(timeout_s, 0.001))
         except Exception as exc:  # a bug must not lose the turn: the model hears of it
             log.exception("tool %s failed unexpectedly", name)
-            return _outcome(
+            return tool_outcome(
                 False, {"error": f"internal error: {type(exc).__name__}"}, started, self._max_chars
             )
         return ToolOutcome(outcome.ok, clip(outcome.content, self._max_chars), outcome.ms)
@@ -96,70 +85,23 @@ def clip(text: str, max_chars: int) -> str:
     return text[: max(max_chars - len(note), 0)] + note
 
 
-def _outcome(ok: bool, body: Any, started: float, max_chars: int) -> ToolOutcome:
+def tool_outcome(ok: bool, body: Any, started: float, max_chars: int) -> ToolOutcome:
+    """`body` (JSON, or text as it is) clipped, timed from `started`."""
     text = body if isinstance(body, str) else json.dumps(body, default=str)
     return ToolOutcome(ok, clip(text, max_chars), round((time.monotonic() - started) * 1000))
 
 
-class WorkflowTools:
-    """Workflows as tools: a call starts one run (source `agent`) and waits for it, bounded."""
-
-    def __init__(self, sessions: sessionmaker[Session], publish: Publish) -> None:
-        self._sessions = sessions
-        self._publish = publish
+class WorkflowToolSource(Protocol):
+    """Workflows as tools (app/workflows/agent_tools.py implements it: agents sit below
+    workflows, so the worker passes it in)."""
 
     def spec(self, entry: WorkflowTool) -> ToolSpec | None:
-        """The workflow's `tool` block as a spec; None (logged) when it cannot serve now."""
-        try:
-            with self._sessions() as session:
-                definition = tool_definition(session, entry.workflow_id)
-        except DualMCPError as exc:
-            log.warning("agent tool: workflow %s unavailable: %s", entry.workflow_id, exc)
-            return None
-        if definition.tool is None:
-            log.warning("agent tool: workflow %s has no tool block", entry.workflow_id)
-            return None
-        tool = definition.tool
-        return ToolSpec(tool.name, tool.description, dict(tool.input_schema))
+        """The workflow's tool spec; None when it cannot serve now."""
+        ...
 
     def handler(self, workflow_id: str, caller: CallContext, max_chars: int) -> Handler:
-        def call(arguments: dict[str, Any], call_key: str, timeout_s: float) -> ToolOutcome:
-            started = time.monotonic()
-            origin = {
-                "agent_id": caller.agent_id,
-                "session_id": caller.session_id,
-                "turn_id": caller.turn_id,
-            }
-            try:
-                with self._sessions.begin() as session:
-                    run = start_tool_run(
-                        session,
-                        workflow_id,
-                        arguments,
-                        source="agent",
-                        idempotency_key=call_key,
-                        origin=origin,
-                    )
-            except ArgumentsInvalid as exc:
-                problems = [
-                    {"path": p.path, "code": p.code, "message": p.message} for p in exc.problems
-                ]
-                return _outcome(
-                    False, {"error": str(exc), "problems": problems}, started, max_chars
-                )
-            except DualMCPError as exc:  # unknown or paused workflow, a reused key, ...
-                return _outcome(False, {"error": str(exc)}, started, max_chars)
-            self._publish(run.to_publish)
-            result = wait_for_run(self._sessions, run.run_id, timeout_s)
-            body = result.structured()
-            if not result.finished:
-                body["error"] = (
-                    f"the run is still {result.status} after {timeout_s:g}s; "
-                    "it goes on, its result is not known yet"
-                )
-            return _outcome(result.finished and not result.failed, body, started, max_chars)
-
-        return call
+        """Calls the workflow: one run per call, waited for within the call's timeout."""
+        ...
 
 
 #: Calls one remote tool: (name, arguments, timeout_s) -> (ok, result text).
@@ -173,7 +115,7 @@ def open_toolbox(
     tools: Sequence[WorkflowTool | McpServerTool],
     caller: CallContext,
     *,
-    workflows: WorkflowTools | None,
+    workflows: WorkflowToolSource | None,
     remote: RemoteOpener | None,
     max_chars: int,
 ) -> Iterator[Toolbox]:
@@ -214,7 +156,7 @@ def _remote_handler(call_remote: RemoteCall, name: str, max_chars: int) -> Handl
         try:
             ok, text = call_remote(name, arguments, timeout_s)
         except DualMCPError as exc:
-            return _outcome(False, {"error": str(exc)}, started, max_chars)
-        return _outcome(ok, text, started, max_chars)
+            return tool_outcome(False, {"error": str(exc)}, started, max_chars)
+        return tool_outcome(ok, text, started, max_chars)
 
     return call

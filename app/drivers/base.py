@@ -16,11 +16,11 @@ import httpx
 from pydantic import BaseModel
 
 from app.config import Settings
+from app.credentials import CannotDecrypt, Credential, CredentialVault, EncryptionNotConfigured
 from app.errors import PermanentDriverError
 
 if TYPE_CHECKING:
     from app.agents.service import AgentService
-    from app.credentials import Credential, CredentialVault
     from app.messaging.ledger import EffectLedger
 
 
@@ -62,8 +62,6 @@ class NodeContext:
     def credential(self, name: str) -> Credential:
         """The credential `name` of this workflow (else of its agent); a missing or unreadable
         one fails the node with a message that names it and holds no secret."""
-        from app.credentials import CannotDecrypt, EncryptionNotConfigured
-
         if self.credentials is None:
             raise PermanentDriverError(f"credential {name!r}: no credential store is wired")
         try:

@@ -1,5 +1,8 @@
-"""The Model Context Protocol both ways: agents call remote tools (client), MCP clients call
-our workflows and agents (server)."""
+"""The Model Context Protocol's client side: agents call the tools of remote MCP servers.
+
+The server side (MCP clients call our workflows and agents at /mcp) is a front end, so it lives
+with the web (app/web/mcp_server.py, app/web/mcp_mount.py): this package sits below the agents.
+"""
 
 from app.mcp.client import (
     McpToolClient,

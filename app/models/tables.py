@@ -167,6 +167,8 @@ class NodeRun(Base):
     node_type: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    #: Attempts made before the run was resumed from this node: its retry policy counts from here.
+    prior_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -1,21 +1,27 @@
-"""Celery: `celery -A app.tasks worker` and `celery -A app.tasks beat` load this module."""
+"""Celery: `celery -A app.tasks worker` and `celery -A app.tasks beat` load this module.
 
+Importing it makes no Celery app. Celery's `-A app.tasks` looks up `app.tasks.celery`, which is
+made then from the environment's settings (`process_celery`): the worker's entry point. Standalone
+mode makes its own with `make_celery(settings)` instead.
+"""
+
+from celery import Celery
 from celery.signals import worker_process_init
-
-from app.config import get_settings
 
 # kombu_compat is installed below; shutdown and telemetry are imported for their Celery signal
 # receivers (hand-back of running nodes on a warm shutdown; logs and the worker metrics port).
 from app.tasks import kombu_compat, shutdown, telemetry  # noqa: F401
-from app.tasks.celery_app import AGENTS_QUEUE, NODES_QUEUE, RUNS_QUEUE, make_celery
+from app.tasks.celery_app import AGENTS_QUEUE, NODES_QUEUE, RUNS_QUEUE, process_celery
 from app.tasks.runtime import set_runtime
 
 kombu_compat.install()  # a worker survives a Redis restart (app/tasks/kombu_compat.py)
-celery = make_celery(get_settings())
-# For every thread, not only this one: shared tasks resolve their app per thread, and a web
-# request thread would otherwise publish through Celery's default (amqp) app (Flask's Celery
-# pattern does the same).
-celery.set_default()
+
+
+def __getattr__(name: str) -> Celery:
+    """`app.tasks.celery`: the process's Celery app, made on first access (PEP 562)."""
+    if name == "celery":
+        return process_celery()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @worker_process_init.connect

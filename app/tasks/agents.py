@@ -1,7 +1,8 @@
 """The agent task: one conversation turn on a worker, its reply kept for the waiting front end.
 
 `agent_process` is the one task with a result (Celery's result backend: Redis in production,
-in-process in standalone mode); the front end waits on it through `CeleryAgentTasks`.
+in-process in standalone mode); the front end waits on it through `CeleryAgentTasks`, which
+sends it by name through the front end's own Celery app.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import time
 import uuid
 from typing import Any
 
-from celery import shared_task
+from celery import Celery, shared_task
 from celery.result import AsyncResult
 
 from app.agents.replies import TaskOutcome, run_turn
-from app.tasks.celery_app import AGENTS_QUEUE
+from app.tasks.celery_app import AGENT_PROCESS, AGENTS_QUEUE
 from app.tasks.runtime import get_runtime
 
 #: Our own state, stored before the message is sent: Celery says PENDING for unknown ids too.
@@ -23,7 +24,7 @@ QUEUED = "QUEUED"
 _POLL_MAX_S = 0.25
 
 
-@shared_task(name="dualmcp.agent_process", bind=True, ignore_result=False, track_started=True)
+@shared_task(name=AGENT_PROCESS, bind=True, ignore_result=False, track_started=True)
 def agent_process(self: Any, agent_id: str, session_id: str, message: str) -> dict[str, Any]:
     """Answer one message as the agent; the result is the reply or the error, as JSON."""
     done = self.AsyncResult(self.request.id)
@@ -38,12 +39,15 @@ def agent_process(self: Any, agent_id: str, session_id: str, message: str) -> di
 class CeleryAgentTasks:
     """AgentTasks over Celery: publish to the agents queue, read the result backend."""
 
+    def __init__(self, celery: Celery) -> None:
+        self.celery = celery
+
     def submit(self, agent_id: str, session_id: str, message: str) -> str:
         task_id = str(uuid.uuid4())
         whom = {"agent_id": agent_id, "session_id": session_id}
-        agent_process.backend.store_result(task_id, whom, QUEUED)
-        agent_process.apply_async(
-            (agent_id, session_id, message), task_id=task_id, queue=AGENTS_QUEUE
+        self.celery.backend.store_result(task_id, whom, QUEUED)
+        self.celery.send_task(
+            AGENT_PROCESS, (agent_id, session_id, message), task_id=task_id, queue=AGENTS_QUEUE
         )
         return task_id
 
@@ -59,7 +63,7 @@ class CeleryAgentTasks:
             pause = min(pause * 2, _POLL_MAX_S)
 
     def _read(self, task_id: str) -> TaskOutcome:
-        result: AsyncResult[Any] = AsyncResult(task_id, app=agent_process.app)
+        result: AsyncResult[Any] = AsyncResult(task_id, app=self.celery)
         state = result.state
         if state == "SUCCESS":
             value = result.result

@@ -1,11 +1,19 @@
-"""The Celery app and its settings (DESIGN.md: Execution 4 and 7)."""
+"""The Celery app, made by a factory from one Settings (DESIGN.md: Execution 4 and 7).
+
+Nothing is made at import time. `make_celery(settings)` builds an app; a process that sends or
+runs tasks uses one of its own: standalone mode installs its app with `use_celery`, and the
+processes whose only configuration is the environment (`celery -A app.tasks worker|beat`, scripts
+and tests that publish) get one made from `get_settings()` on first use (`process_celery`).
+"""
 
 from __future__ import annotations
+
+import threading
 
 from celery import Celery
 from kombu import Queue
 
-from app.config import Settings
+from app.config import Settings, get_settings
 
 #: Continuations of runs already under way: served first (a raw chain runs breadth-first under a
 #: burst, so every run finishes late).
@@ -16,10 +24,30 @@ RUNS_QUEUE = "dualmcp.runs"
 #: runs but after continuations; `-Q dualmcp.agents` gives them workers of their own.
 AGENTS_QUEUE = "dualmcp.agents"
 
+# Task names: senders publish by name (`send_task`), so they need not import the task modules.
+RUN_NODE = "dualmcp.run_node"
+SWEEP = "dualmcp.sweep"
+FIRE_SCHEDULES = "dualmcp.fire_schedules"
+AGENT_PROCESS = "dualmcp.agent_process"
 
-def make_celery(settings: Settings) -> Celery:
-    celery = Celery(
-        "dualmcp",
+
+class DualMCPCelery(Celery):
+    """A Celery app that keeps the Settings it was made from: the worker's signal receivers
+    (app/tasks/telemetry.py) read these, which in standalone mode are not the environment's."""
+
+    def __init__(self, settings: Settings, *, broker: str, backend: str, include: list[str]):
+        super().__init__("dualmcp", broker=broker, backend=backend, include=include)
+        self.settings = settings
+        # Celery prefers CELERY_BROKER_URL and CELERY_RESULT_BACKEND from the environment to its
+        # configuration; the settings must win (standalone mode's are not the environment's).
+        self.conf.update(broker_read_url=broker, broker_write_url=broker)
+        self.backend_cls = backend
+
+
+def make_celery(settings: Settings) -> DualMCPCelery:
+    """A new Celery app configured from `settings` alone, never from the environment."""
+    celery = DualMCPCelery(
+        settings,
         broker=settings.broker_url,
         # Only dualmcp.agent_process stores a result (its reply, read by the waiting front end).
         backend=settings.result_backend_url,
@@ -70,15 +98,44 @@ def make_celery(settings: Settings) -> Celery:
         worker_soft_shutdown_timeout=settings.soft_shutdown_timeout_s,
         beat_schedule={
             "dualmcp-sweeper": {
-                "task": "dualmcp.sweep",
+                "task": SWEEP,
                 "schedule": settings.sweep_interval_s,
                 "options": {"queue": NODES_QUEUE, "expires": settings.sweep_interval_s * 2},
             },
             "dualmcp-schedules": {
-                "task": "dualmcp.fire_schedules",
+                "task": FIRE_SCHEDULES,
                 "schedule": settings.schedule_interval_s,
                 "options": {"queue": NODES_QUEUE, "expires": settings.schedule_interval_s * 2},
             },
         },
     )
+    return celery
+
+
+def settings_of(celery: Celery) -> Settings:
+    """The Settings `celery` was made from; the environment's for an app made elsewhere."""
+    return celery.settings if isinstance(celery, DualMCPCelery) else get_settings()
+
+
+_process_app: Celery | None = None
+_process_app_lock = threading.Lock()
+
+
+def use_celery(celery: Celery) -> None:
+    """Make `celery` this process's app, for every thread: shared tasks resolve their app per
+    thread, and a thread that never saw it would use Celery's default (amqp) app (Flask's
+    Celery pattern does the same)."""
+    global _process_app
+    _process_app = celery
+    celery.set_default()
+
+
+def process_celery() -> Celery:
+    """This process's app: the one `use_celery` installed, else one made now from the
+    environment's settings (the `celery -A app.tasks` entry point, scripts, tests)."""
+    celery = _process_app
+    if celery is None:
+        with _process_app_lock:  # two threads publishing at once still make one app
+            celery = _process_app or make_celery(get_settings())
+            use_celery(celery)
     return celery

@@ -1,4 +1,8 @@
-"""Publishing node messages, always after the commit that made them pending."""
+"""Publishing node messages, always after the commit that made them pending.
+
+Messages are sent by task name through a given Celery app, so nothing here imports the task
+modules (which publish through this one), and the front end needs none of them.
+"""
 
 from __future__ import annotations
 
@@ -7,91 +11,88 @@ import time
 import uuid
 from typing import Any
 
-from app.tasks.celery_app import NODES_QUEUE, RUNS_QUEUE
+from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.tasks.celery_app import NODES_QUEUE, RUN_NODE, RUNS_QUEUE
+from app.workflows import node_runs
 from app.workflows.runs import NodeRef
 
 log = logging.getLogger(__name__)
 
+#: Seconds a read of the queue depth is reused: admission control needs the trend, not the
+#: exact count, and a Redis round trip per request would slow the front end (bench/README.md).
+QUEUE_DEPTH_TTL_S = 0.25
 
-def publish(refs: list[NodeRef]) -> None:
-    """Send one `dualmcp.run_node` message per ref. A broker failure is logged, not raised: the
-    node_run stays pending, marked unpublished, and the sweeper's next pass publishes it
-    (DESIGN.md: Execution 1 and 3)."""
-    from app.tasks.nodes import run_node
 
-    failed: list[NodeRef] = []
-    for ref in refs:
-        try:
-            args = (ref.run_id, ref.node_id)
-            run_node.apply_async(
-                args,
-                queue=NODES_QUEUE if ref.continuation else RUNS_QUEUE,
-                countdown=ref.countdown or 0,
-                **_cheap_publish(args),
-            )
-        except Exception:
-            log.warning(
-                "could not publish node %s of run %s; the sweeper will retry",
-                ref.node_id,
-                ref.run_id,
-                exc_info=True,
-            )
-            failed.append(ref)
-    if failed:
-        _mark_unpublished(failed)
+class Dispatcher:
+    """Sends node messages through one Celery app and reads how many wait in its queues; a
+    failed send is marked in the database behind `sessions`."""
+
+    def __init__(self, celery: Celery, sessions: sessionmaker[Session]) -> None:
+        self.celery = celery
+        self.sessions = sessions
+        self._depth: tuple[float, int | None] = (float("-inf"), None)
+
+    def publish(self, refs: list[NodeRef]) -> None:
+        """Send one `dualmcp.run_node` message per ref. A broker failure is logged, not raised:
+        the node_run stays pending, marked unpublished, and the sweeper's next pass publishes it
+        (DESIGN.md: Execution 1 and 3)."""
+        failed: list[NodeRef] = []
+        for ref in refs:
+            try:
+                args = (ref.run_id, ref.node_id)
+                self.celery.send_task(
+                    RUN_NODE,
+                    args,
+                    queue=NODES_QUEUE if ref.continuation else RUNS_QUEUE,
+                    countdown=ref.countdown or 0,
+                    ignore_result=True,  # as the task says: no result-backend subscription
+                    **_cheap_publish(args),
+                )
+            except Exception:
+                log.warning(
+                    "could not publish node %s of run %s; the sweeper will retry",
+                    ref.node_id,
+                    ref.run_id,
+                    exc_info=True,
+                )
+                failed.append(ref)
+        if failed:
+            _mark_unpublished(self.sessions, failed)
+
+    def queue_depth(self) -> int | None:
+        """Messages waiting in both node queues (admission control); None when it cannot be
+        known (a broker other than Redis, or Redis unreachable). Read at most every
+        QUEUE_DEPTH_TTL_S."""
+        read_at, depth = self._depth
+        now = time.monotonic()
+        if now - read_at < QUEUE_DEPTH_TTL_S:
+            return depth
+        depth = _read_queue_depth(self.celery)
+        self._depth = (now, depth)
+        return depth
 
 
 def _cheap_publish(args: tuple[str, str]) -> dict[str, Any]:
     """Options that skip work a node message does not need (send_task's own keywords, not in
-    the type stubs): both queues are declared by every worker at start and a Redis list needs
-    no declaring, and the repr of two strings needs no saferepr. Together they were a quarter
-    of a publish's CPU."""
+    the type stubs): every worker declares both queues at start, a Redis list needs no
+    declaring, and two strings need no saferepr (their cost: bench/README.md, Notes)."""
     return {"declare": [], "argsrepr": repr(args), "kwargsrepr": "{}"}
 
 
-def _mark_unpublished(refs: list[NodeRef]) -> None:
+def _mark_unpublished(sessions: sessionmaker[Session], refs: list[NodeRef]) -> None:
     """published_at = NULL: the sweeper republishes such rows at once, where a row merely old
     waits DUALMCP_PENDING_REPUBLISH_S (it may still be queued behind a backlog)."""
-    from sqlalchemy import tuple_, update
-
-    from app.models import NodeRun
-    from app.tasks.runtime import get_runtime
-
     keys = [(uuid.UUID(ref.run_id), ref.node_id) for ref in refs]
     try:
-        with get_runtime().sessions.begin() as session:
-            session.execute(
-                update(NodeRun)
-                .where(tuple_(NodeRun.run_id, NodeRun.node_id).in_(keys))
-                .values(published_at=None)
-                .execution_options(synchronize_session=False)
-            )
+        with sessions.begin() as session:
+            node_runs.mark_unpublished(session, keys)
     except Exception:
         log.warning("could not mark %d node(s) unpublished", len(refs), exc_info=True)
 
 
-#: Seconds a read of the queue depth is reused: admission control needs the trend, not the
-#: exact count, and a Redis round trip per request would cost the front end a tenth of its rate.
-QUEUE_DEPTH_TTL_S = 0.25
-_depth_cache: tuple[float, int | None] = (float("-inf"), None)
-
-
-def queue_depth() -> int | None:
-    """Messages waiting in both node queues (admission control); None when it cannot be known
-    (a broker other than Redis, or Redis unreachable). Read at most every QUEUE_DEPTH_TTL_S."""
-    global _depth_cache
-    read_at, depth = _depth_cache
-    now = time.monotonic()
-    if now - read_at < QUEUE_DEPTH_TTL_S:
-        return depth
-    depth = _read_queue_depth()
-    _depth_cache = (now, depth)
-    return depth
-
-
-def _read_queue_depth() -> int | None:
-    from app.tasks import celery
-
+def _read_queue_depth(celery: Celery) -> int | None:
     try:
         connection: Any = celery.pool.acquire(block=True, timeout=2)  # a pooled Connection
         with connection:

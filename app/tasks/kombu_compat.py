@@ -14,10 +14,9 @@ visibility timeout restores them, and the pending node_runs in PostgreSQL are re
 sweeper anyway (DESIGN.md: Execution 3).
 
 2. One Redis client per channel. `Channel.conn_or_acquire()` builds a new `redis.Redis` for
-every publish and every ack, and building one fills a table of ~170 response callbacks: about
-200 us of CPU, a third of what `apply_async` costs (the bench's profile). The client holds no
-connection of its own (it takes one from the channel's pool per command) and is thread-safe, so
-the channel keeps the first one it builds.
+every publish and every ack, and building one is costly (it fills a table of response callbacks;
+bench/README.md, Notes). The client holds no connection of its own (it takes one from the
+channel's pool per command) and is thread-safe, so the channel keeps the first one it builds.
 """
 
 from __future__ import annotations

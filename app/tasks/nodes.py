@@ -14,8 +14,8 @@ from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
 from app import metrics
-from app.tasks.dispatch import publish
-from app.tasks.runtime import get_runtime
+from app.tasks.celery_app import RUN_NODE, SWEEP
+from app.tasks.runtime import get_runtime, publish
 from app.workflows.invoke import execute_node
 from app.workflows.runs import NodeRef
 from app.workflows.sweeper import sweep_once
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 @shared_task(
-    name="dualmcp.run_node",
+    name=RUN_NODE,
     ignore_result=True,
     # A database connection lost mid-task (PostgreSQL restarted): the pool is invalidated and
     # the message is sent again shortly; leases make a repeat harmless.
@@ -49,7 +49,7 @@ def run_node(run_id: str, node_id: str) -> None:
     )
 
 
-@shared_task(name="dualmcp.sweep", ignore_result=True)
+@shared_task(name=SWEEP, ignore_result=True)
 def sweep() -> int:
     """Publish lost or due node messages; return how many."""
     runtime = get_runtime()

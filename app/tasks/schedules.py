@@ -8,14 +8,14 @@ from celery import shared_task
 
 from app import metrics
 from app.logs import log_context
-from app.tasks.dispatch import publish
-from app.tasks.runtime import get_runtime
+from app.tasks.celery_app import FIRE_SCHEDULES
+from app.tasks.runtime import get_runtime, publish
 from app.workflows.schedules import fire_due_schedules
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="dualmcp.fire_schedules", ignore_result=True)
+@shared_task(name=FIRE_SCHEDULES, ignore_result=True)
 def fire_schedules() -> int:
     """Fire due schedules; return how many runs started. Safe to run on two beats at once."""
     runtime = get_runtime()

@@ -21,6 +21,7 @@ from typing import Any
 from celery import current_app
 from celery.signals import task_prerun, worker_process_init, worker_shutting_down
 
+from app.tasks.celery_app import RUN_NODE
 from app.workflows.handback import interrupt
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def hand_back_running_nodes() -> int:
     signalled = 0
     for request in list(state.active_requests):
         pid = request.worker_pid
-        if request.name != "dualmcp.run_node" or not pid or pid == os.getpid():
+        if request.name != RUN_NODE or not pid or pid == os.getpid():
             continue  # the solo and thread pools run tasks in this process: nothing to signal
         try:
             os.kill(pid, signal.SIGTERM)

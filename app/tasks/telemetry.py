@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from celery import current_app
 from celery.signals import setup_logging, worker_init
 from prometheus_client import start_http_server
 
 from app import metrics
-from app.config import get_settings
 from app.logs import configure_logging
+from app.tasks.celery_app import settings_of
 
 log = logging.getLogger(__name__)
 
@@ -20,13 +21,13 @@ log = logging.getLogger(__name__)
 def _configure_logging(loglevel: int | str | None = None, **_kwargs: Any) -> None:
     """Replaces Celery's logging setup (worker, beat and each pool child): ours has the JSON
     format, the run/node context and the redaction. `--loglevel` wins over DUALMCP_LOG_LEVEL."""
-    configure_logging(get_settings(), loglevel or None)
+    configure_logging(settings_of(current_app), loglevel or None)
 
 
 @worker_init.connect
-def _serve_worker_metrics(**_kwargs: Any) -> None:
+def _serve_worker_metrics(sender: Any = None, **_kwargs: Any) -> None:
     """In the worker's main process, before the pool forks its children."""
-    settings = get_settings()
+    settings = settings_of(sender.app if sender is not None else current_app)
     if not settings.worker_metrics_port:
         return
     if not metrics.is_multiprocess():

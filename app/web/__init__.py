@@ -8,10 +8,31 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery import Celery
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import Settings, get_settings
+from app.models import make_engine, make_session_factory
+from app.tasks.agents import CeleryAgentTasks
+from app.tasks.celery_app import make_celery
+from app.tasks.dispatch import Dispatcher
+from app.web import (
+    agents,
+    conversations,
+    credentials,
+    deliveries,
+    demo,
+    errors,
+    mcp_mount,
+    metrics,
+    ops,
+    outbox,
+    rate_limits,
+    runs,
+    triggers,
+    workflows,
+)
 from app.web.context import WebContext
 from app.web.json_body import BoundedRequest
 
@@ -19,7 +40,8 @@ from app.web.json_body import BoundedRequest
 def create_app(
     test_config: dict[str, Any] | None = None, *, context: WebContext | None = None
 ) -> Flask:
-    """Build the app; tests pass their own `context` (settings, sessions, publisher)."""
+    """Build the app; tests pass their own `context` (settings, sessions, publisher), and
+    without one it is wired from the environment's settings (gunicorn's entry point)."""
     app = Flask(__name__)
     app.request_class = BoundedRequest  # a chunked body past MAX_CONTENT_LENGTH is a 413 too
     context = context or default_context(get_settings())
@@ -31,22 +53,6 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["dualmcp"] = context
 
-    from app.web import (
-        agents,
-        conversations,
-        credentials,
-        deliveries,
-        errors,
-        mcp_mount,
-        metrics,
-        ops,
-        outbox,
-        rate_limits,
-        runs,
-        triggers,
-        workflows,
-    )
-
     errors.init_app(app)
     modules = (ops, metrics, agents, conversations, workflows, credentials, runs, outbox, triggers)
     for module in modules:
@@ -57,22 +63,21 @@ def create_app(
     if hops := context.settings.proxy_hops:  # the sender's address from X-Forwarded-For
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)  # type: ignore[method-assign]
     if app.config.get("DUALMCP_DEMO"):
-        from app.web import demo
-
         app.register_blueprint(demo.bp)
     return app
 
 
-def default_context(settings: Settings) -> WebContext:
-    """Production wiring: the configured database, and Celery (Redis) for publishing."""
-    from app.models import make_engine, make_session_factory
-    from app.tasks.agents import CeleryAgentTasks
-    from app.tasks.dispatch import publish, queue_depth
-
+def default_context(settings: Settings, celery: Celery | None = None) -> WebContext:
+    """Production wiring from `settings`: the configured database, and a Celery app (Redis) for
+    publishing, made from the same settings unless one is given (standalone mode shares its
+    worker's)."""
+    sessions = make_session_factory(make_engine(settings.database_url))
+    celery = celery or make_celery(settings)
+    dispatcher = Dispatcher(celery, sessions)
     return WebContext(
         settings=settings,
-        sessions=make_session_factory(make_engine(settings.database_url)),
-        publish=publish,
-        queue_depth=queue_depth,
-        agent_tasks=CeleryAgentTasks(),
+        sessions=sessions,
+        publish=dispatcher.publish,
+        queue_depth=dispatcher.queue_depth,
+        agent_tasks=CeleryAgentTasks(celery),
     )

@@ -21,7 +21,7 @@ from app.workflows.runs import NodeRef
 class WebContext:
     settings: Settings
     sessions: sessionmaker[Session]
-    #: Sends node messages after commit (app.tasks.dispatch.publish, or a stand-in in tests).
+    #: Sends node messages after commit (a Dispatcher's `publish`, or a stand-in in tests).
     publish: Callable[[list[NodeRef]], None]
     #: Reports how many messages wait in the queues (admission control); None means unknown.
     queue_depth: Callable[[], int | None] = field(default=lambda: None)

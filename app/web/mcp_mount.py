@@ -1,4 +1,4 @@
-"""POST /mcp: the MCP server (app/mcp/server.py) served by the Flask app itself, in every
+"""POST /mcp: the MCP server (app/web/mcp_server.py) served by the Flask app itself, in every
 process that serves the API (gunicorn workers, `dualmcp standalone`'s waitress).
 
 The SDK's transport is ASGI only. Here it runs as `StreamableHTTPSessionManager(stateless=True,
@@ -33,11 +33,11 @@ from flask.typing import ResponseReturnValue
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from pydantic import BaseModel
 
-from app.mcp.server import SCOPE_HEADER, ToolHost, build_server
 from app.web.admission import queue_is_full
 from app.web.api import endpoint
 from app.web.context import WebContext, web_context
 from app.web.errors import ApiError
+from app.web.mcp_server import SCOPE_HEADER, ToolHost, build_server
 
 bp = Blueprint("mcp", __name__)
 

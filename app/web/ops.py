@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from app.web.api import endpoint
 from app.web.context import web_context
+from app.web.openapi import build_document
 
 bp = Blueprint("ops", __name__)
 
@@ -59,6 +60,4 @@ def readyz() -> ResponseReturnValue:
 
 @endpoint(bp, "/api/openapi.json", summary="This API as OpenAPI 3.1", auth="none")
 def openapi() -> ResponseReturnValue:
-    from app.web.openapi import build_document
-
     return jsonify(build_document(version("dualmcp")))

@@ -4,7 +4,8 @@ Each request is one transaction (trigger_event + run + entry node_run), publishe
 (DESIGN.md: Execution 1). A repeated idempotency key answers 200 with the first run and
 `Idempotent-Replayed: true`; the same key with another body answers 422 (Stripe's rules).
 A workflow with a `tool` block has an input schema: a run's input that breaks it is a 422
-listing every problem, and nothing is written.
+listing every problem, and nothing is written. The rules and their order are
+app/workflows/triggers.py `accept_trigger`'s; a view verifies, calls it, and shapes the answer.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -20,9 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from app import metrics
-from app.engine.tool_input import tool_input_problems
-from app.errors import Conflict, NotFound
-from app.models import each_statement_commits, is_postgresql
+from app.errors import NotFound
+from app.models import each_statement_commits
 from app.web import signatures, webhook_payloads
 from app.web.admission import admit_new_run
 from app.web.api import endpoint, read_json
@@ -32,12 +34,19 @@ from app.web.rate_limits import door_retry_after, rate_limited
 from app.workflows import start_run
 from app.workflows.store import (
     TriggerTarget,
-    forget_trigger_target,
     get_definition,
     get_trigger_target,
     remembered_trigger_target,
 )
-from app.workflows.triggers import IdempotencyKeyReused, Source, TriggerResult, accept_trigger
+from app.workflows.triggers import (
+    Delivery,
+    IdempotencyKeyReused,
+    InputInvalid,
+    Source,
+    TriggerResult,
+    accept_trigger,
+    input_schema,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +72,6 @@ class ExecuteRequest(BaseModel):
 
     workflow_id: str = Field(min_length=1, max_length=128)
     input: Any = Field(default_factory=dict, description="the run's trigger payload")
-
-
-class InputInvalid(ApiError):
-    """The run's input breaks the workflow's input schema (422 `validation_failed`)."""
 
 
 _TRIGGER_RESPONSES: dict[int, type[BaseModel] | None] = {
@@ -133,52 +138,80 @@ def _fire_webhook(workflow_id: str) -> Response:
     raw = request.get_data(cache=True)  # the exact bytes the sender signed
     admit_new_run()
     context = web_context()
+    signature = _Signature(raw)
     # On PostgreSQL: one statement writes event + run + entry node (app/workflows/triggers.py),
     # after a read of the workflow only when this process holds no current copy of it.
-    try:
-        with each_statement_commits(context.sessions) as session:
-            result = _accept_webhook(session, workflow_id, raw)
-    except IdempotencyKeyReused as exc:
-        raise ApiError(422, "idempotency_key_reused", str(exc)) from None
+    with _refusals_answered(), each_statement_commits(context.sessions) as session:
+        _limit_door(session, workflow_id, signature)
+        result = accept_trigger(
+            session, workflow_id, source="webhook", verify=signature, check=_WEBHOOK_INPUT
+        )
     context.publish(result.to_publish)
     return _answer(result)
 
 
-def _accept_webhook(session: Session, workflow_id: str, raw: bytes) -> TriggerResult:
-    """Try this process's copy of the workflow's trigger settings first (no read: the insert
-    itself refuses a stale copy). Anything the copy refuses is decided again on a fresh read,
-    so a stale copy never turns away what the current settings accept, nor logs a refusal."""
+#: Rule 3 of accept_trigger: the input schema, with paths into the webhook's body.
+_WEBHOOK_INPUT = input_schema("")
+#: ... and into execute's body, under `input`.
+_EXECUTE_INPUT = input_schema("input")
+
+
+class _Signature:
+    """The request's signature checked against a workflow's trigger settings: accept_trigger's
+    `verify`. A success is remembered for the target checked, so the door's check of this
+    process's copy (`signed_for`) costs accept_trigger's use of the same copy nothing."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._verified: tuple[TriggerTarget, signatures.Verified] | None = None
+
+    def signed_for(self, target: TriggerTarget) -> bool:
+        """Whether the delivery is signed for `target` (CPU only; a refusal is not logged)."""
+        return self._verified_for(target, final=False) is not None
+
+    def __call__(self, target: TriggerTarget, *, final: bool) -> Delivery | None:
+        """The verified delivery and its body. Not signed for a remembered copy (not `final`):
+        None, nothing logged; for a fresh read: the generic 401 (or 403), its reason logged.
+        The body's own faults (400, 415, 422) do not depend on the copy: they raise."""
+        g.webhook_target, g.webhook_delivery_id = target, None  # the delivery log (deliveries.py)
+        verified = self._verified_for(target, final=final)
+        if verified is None:
+            return None
+        g.webhook_delivery_id = verified.idempotency_key  # signed: no refusal limit counts it
+        payload = webhook_payloads.read_webhook_payload()  # JSON, a form or text
+        return Delivery(verified.idempotency_key, self.raw, payload)
+
+    def _verified_for(self, target: TriggerTarget, *, final: bool) -> signatures.Verified | None:
+        if self._verified is not None and self._verified[0] is target:
+            return self._verified[1]
+        try:
+            scheme, secrets = _webhook_config(target)
+            verified = _verify(target.workflow_id, scheme, secrets, self.raw, log_refusal=final)
+        except ApiError:
+            if final:
+                raise
+            return None
+        self._verified = (target, verified)
+        return verified
+
+
+def _limit_door(session: Session, workflow_id: str, signature: _Signature) -> None:
+    """Decided before accept_trigger, on this process's copy of the workflow alone: a delivery
+    signed for the copy reads no counter (accepted traffic pays nothing); only what the copy
+    cannot vouch for pays the refusal limit's one Redis read (app/web/rate_limits.py)."""
     copy = remembered_trigger_target(session, workflow_id)
-    if copy is None or not _signed_for(copy, raw):
-        # What this process's copy cannot vouch for pays the refusal limit's one Redis read.
+    if copy is None or not signature.signed_for(copy):
         retry_after = door_retry_after()
         if retry_after is not None:
-            _accept_while_limited(session, workflow_id, raw, retry_after, copy)
-    remembered = copy if is_postgresql(session) else None
-    if remembered is not None:
-        try:
-            return _accept_signed(session, remembered, raw, log_refusal=False)
-        except (Conflict, NotFound, InputInvalid):  # paused, stale, or another version's schema
-            pass
-        except ApiError as exc:
-            if exc.status not in (401, 403):  # the body's own faults do not depend on the copy
-                raise
-        forget_trigger_target(session, workflow_id)
-    return _accept_signed(session, get_trigger_target(session, workflow_id), raw, log_refusal=True)
-
-
-def _signed_for(target: TriggerTarget, raw: bytes) -> bool:
-    """Whether the delivery is signed for `target` (CPU only; a refusal is not logged here)."""
-    try:
-        scheme, secrets = _webhook_config(target)
-        _verify(target.workflow_id, scheme, secrets, raw, log_refusal=False)
-    except ApiError:
-        return False
-    return True
+            _accept_while_limited(session, workflow_id, signature, retry_after, copy)
 
 
 def _accept_while_limited(
-    session: Session, workflow_id: str, raw: bytes, retry_after: int, copy: TriggerTarget | None
+    session: Session,
+    workflow_id: str,
+    signature: _Signature,
+    retry_after: int,
+    copy: TriggerTarget | None,
 ) -> None:
     """Past the refusal limit (app/web/rate_limits.py) a delivery goes on only when it is signed
     for the workflow as this process knows it, with no database read: a flood of bad
@@ -191,7 +224,7 @@ def _accept_while_limited(
         except NotFound:
             _remember_unknown(workflow_id, retry_after)
         else:
-            if _signed_for(fresh, raw):
+            if signature.signed_for(fresh):
                 return
     raise rate_limited(retry_after)
 
@@ -210,67 +243,38 @@ def _remember_unknown(workflow_id: str, for_s: int) -> None:
     _unknown_workflows[workflow_id] = time.monotonic() + for_s
 
 
-def _accept_signed(
-    session: Session, workflow: TriggerTarget, raw: bytes, *, log_refusal: bool
-) -> TriggerResult:
-    """The signature check (CPU only, no I/O), then the body, then the one write. Only a signed
-    sender learns about the input schema; its paths point into the body."""
-    g.webhook_target, g.webhook_delivery_id = workflow, None  # the delivery log (deliveries.py)
-    scheme, secrets = _webhook_config(workflow)
-    verified = _verify(workflow.workflow_id, scheme, secrets, raw, log_refusal=log_refusal)
-    g.webhook_delivery_id = verified.idempotency_key  # signed: no refusal limit counts it
-    payload = webhook_payloads.read_webhook_payload()  # JSON, a form or text (any signed sender)
-    _check_input(session, workflow, payload, prefix="")
-    return accept_trigger(
-        session,
-        workflow.workflow_id,
-        verified.idempotency_key,
-        raw,
-        payload,
-        source="webhook",
-        workflow=workflow,
-    )
-
-
 def _accept(workflow_id: str, key: str, raw: bytes, payload: Any, *, source: Source) -> Response:
     context = web_context()
-    try:
-        with each_statement_commits(context.sessions) as session:
-            target = get_trigger_target(session, workflow_id)  # the read accept_trigger makes
-            _check_input(session, target, payload, prefix="input")
-            result = accept_trigger(
-                session, workflow_id, key, raw, payload, source=source, workflow=target
-            )
-    except IdempotencyKeyReused as exc:
-        raise ApiError(422, "idempotency_key_reused", str(exc)) from None
+    with _refusals_answered(), each_statement_commits(context.sessions) as session:
+        result = accept_trigger(
+            session, workflow_id, key, raw, payload, source=source, check=_EXECUTE_INPUT
+        )
     context.publish(result.to_publish)
     return _answer(result)
 
 
 def _start(workflow_id: str, payload: Any) -> Response:
     context = web_context()
-    with context.sessions.begin() as session:
+    with _refusals_answered(), context.sessions.begin() as session:
         target = get_trigger_target(session, workflow_id)  # the read start_run makes
-        _check_input(session, target, payload, prefix="input")
+        if target.status == "active":  # a paused workflow is left to start_run's Conflict
+            _EXECUTE_INPUT(get_definition(session, workflow_id, target.version), payload)
         started = start_run(session, workflow_id, payload, workflow=target)
     context.publish(started.to_publish)
     return _answer(TriggerResult(started.run_id, duplicate=False))
 
 
-def _check_input(session: Session, workflow: TriggerTarget, payload: Any, *, prefix: str) -> None:
-    """InputInvalid listing every problem when the workflow has a tool block and the input
-    breaks its schema. The definition is the one the run would start with, already cached by
-    the time a trigger is accepted; a paused workflow is left to the Conflict that follows."""
-    if workflow.status != "active":
-        return
-    tool = get_definition(session, workflow.workflow_id, workflow.version).tool
-    if tool is None:
-        return
-    problems = tool_input_problems(tool, payload, prefix=prefix)
-    if problems:
-        fields = ", ".join(dict.fromkeys(problem.path or "(body)" for problem in problems))
-        details = {"problems": [problem.to_dict() for problem in problems]}
-        raise InputInvalid(422, "validation_failed", f"invalid fields: {fields}", details)
+@contextmanager
+def _refusals_answered() -> Iterator[None]:
+    """accept_trigger's refusals of a body as the API answers them (422); after the block's
+    transaction ended, so nothing it wrote is kept."""
+    try:
+        yield
+    except IdempotencyKeyReused as exc:
+        raise ApiError(422, "idempotency_key_reused", str(exc)) from None
+    except InputInvalid as exc:
+        details = {"problems": [problem.to_dict() for problem in exc.problems]}
+        raise ApiError(422, "validation_failed", str(exc), details) from None
 
 
 def _answer(result: TriggerResult) -> Response:

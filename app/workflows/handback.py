@@ -13,12 +13,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import metrics
-from app.models import NodeRun, utcnow
-from app.workflows.execution import Lease
+from app.models import utcnow
+from app.workflows import node_runs
+from app.workflows.planner import Lease
 from app.workflows.runs import NodeRef
 
 log = logging.getLogger(__name__)
@@ -52,25 +52,9 @@ def interrupt() -> bool:
 def hand_back(session: Session, lease: Lease) -> bool:
     """Return the leased node to pending, its attempt not counted; False if the lease was
     already taken back (then whoever holds it now carries on)."""
-    now = utcnow()
-    handed = session.execute(
-        update(NodeRun)
-        .where(
-            NodeRun.run_id == uuid.UUID(lease.run_id),
-            NodeRun.node_id == lease.node_id,
-            NodeRun.status == "running",
-            NodeRun.attempt == lease.attempt,
-        )
-        .values(
-            status="pending",
-            attempt=NodeRun.attempt - 1,
-            lease_expires_at=None,
-            started_at=None,
-            next_attempt_at=now,
-            published_at=now,
-        )
+    return node_runs.hand_back(
+        session, uuid.UUID(lease.run_id), lease.node_id, lease.attempt, utcnow()
     )
-    return bool(handed.rowcount)  # type: ignore[attr-defined]
 
 
 def hand_back_leases(sessions: sessionmaker[Session], leases: list[Lease]) -> list[NodeRef]:

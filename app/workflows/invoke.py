@@ -160,51 +160,45 @@ def execute_node(
     claims: sessionmaker[Session] | None = None,
     agents: AgentService | None = None,
 ) -> list[NodeRef]:
-    """Run one node end to end, then the control nodes its completion leased to us.
+    """Run one node end to end, and the control nodes after it within its completion.
 
-    Each node: lease (on `claims` when given: app/models/session.py make_claims_engine), driver
-    (no session open), complete (one durable transaction). Returns what to publish, after
-    every commit. A duplicate message claims nothing and returns nothing. A stopping worker
-    hands its leases back (app/workflows/handback.py) and returns them to be published again.
+    Lease (on `claims` when given: app/models/session.py make_claims_engine), driver (no
+    session open), complete (one durable transaction). Returns what to publish, after the
+    commit. A duplicate message claims nothing and returns nothing. A stopping worker hands its
+    lease back (app/workflows/handback.py) and returns the node to be published again.
     """
     with (
         log_context(run_id=ref.run_id, node_id=ref.node_id),
         (claims or sessions).begin() as session,
     ):
         lease = lease_node(session, ref.run_id, ref.node_id, settings)
-    leases = [lease] if lease is not None else []
-    to_publish: list[NodeRef] = []
+    if lease is None:
+        return []
     # What email/SMS drivers record and read; cheap handles on the durable session factory.
     effects, credentials = EffectLedger(sessions), CredentialVault(sessions, settings)
 
-    def run_control_node(lease: Lease) -> Outcome:
-        """A control node claimed by a completion: pure, run inside that completion's
-        commit (app/workflows/completion.py complete_with_retry)."""
-        with log_context(run_id=lease.run_id, node_id=lease.node_id):
-            return _timed(lease, lambda claimed: invoke_driver(claimed, settings, http))
+    def run_control_node(control: Lease) -> Outcome:
+        """A control node the completion leads to: pure, run while its plan is made
+        (app/workflows/planner.py), before that completion's commit."""
+        with log_context(run_id=control.run_id, node_id=control.node_id):
+            return _timed(control, lambda claimed: invoke_driver(claimed, settings, http))
 
-    while leases:
-        current = leases.pop(0)
-        with log_context(
-            run_id=current.run_id, node_id=current.node_id, workflow_id=current.workflow_id
-        ):
-            try:
-                outcome = _timed(
-                    current,
-                    lambda lease: invoke_driver(
-                        lease, settings, http, agents, effects=effects, credentials=credentials
-                    ),
-                )
-            except HandBack:
-                return to_publish + hand_back_leases(sessions, [current, *leases])
-            completion = complete_with_retry(
-                sessions, current, outcome, settings, run_control_node=run_control_node
+    with log_context(run_id=lease.run_id, node_id=lease.node_id, workflow_id=lease.workflow_id):
+        try:
+            outcome = _timed(
+                lease,
+                lambda leased: invoke_driver(
+                    leased, settings, http, agents, effects=effects, credentials=credentials
+                ),
             )
-        if completion.finished:
-            metrics.record_run_finished(completion.finished)
-        to_publish += completion.to_publish
-        leases += completion.claimed
-    return to_publish
+        except HandBack:
+            return hand_back_leases(sessions, [lease])
+        completion = complete_with_retry(
+            sessions, lease, outcome, settings, run_control_node=run_control_node
+        )
+    if completion.finished:
+        metrics.record_run_finished(completion.finished)
+    return completion.to_publish
 
 
 def _timed(lease: Lease, run: Callable[[Lease], Outcome]) -> Outcome:

@@ -2,20 +2,23 @@
 
 From the failed node, the SAME run is re-opened: its failed and cancelled node_runs go back to
 pending and are published again, so nodes that succeeded are not repeated and side-effect
-idempotency keys (sha256(run_id:node_id)) stay the same. From the start, a NEW run is made with
-the same input, on the run's original workflow version or the current one.
+idempotency keys (sha256(run_id:node_id)) stay the same. Each re-opened node gets its retry
+policy again, counted from the resume, while its `attempt` goes on counting (a node that failed
+its third and last attempt resumes at 4, 5, 6), as Temporal's UI shows the attempts of a reset
+workflow; the run keeps the time it first started. From the start, a NEW run is made with the
+same input, on the run's original workflow version or the current one.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.engine.schema import TERMINAL_RUN_STATUSES
 from app.errors import Conflict, NotFound
-from app.models import NodeRun, WorkflowRun, utcnow
+from app.models import WorkflowRun, utcnow
+from app.workflows import node_runs
 from app.workflows.runs import NodeRef, StartedRun, parse_run_id, start_run
 from app.workflows.store import get_definition
 
@@ -55,40 +58,20 @@ def retry_run(
 
 
 def _reopen(session: Session, run: WorkflowRun) -> list[NodeRef]:
-    """Failed nodes that failed the run, and the nodes cancelled with it, go back to pending.
-
-    `attempt` is kept: it fences completions, so a late answer from an earlier attempt cannot
-    overwrite the new one. A node that failed with `on_error: continue` already let the run go
-    on, so it is not repeated.
+    """Failed nodes that failed the run, and the nodes cancelled with it, go back to pending,
+    each with its retry policy again (node_runs.reopen: `attempt` goes on counting, the policy
+    counts from here). A node that failed with `on_error: continue` already let the run go on,
+    so it is not repeated. The run keeps the time it first started (statements.START_RUN).
     """
     definition = get_definition(session, run.workflow_id, run.workflow_version)
-    rows = session.execute(
-        select(NodeRun.node_id, NodeRun.status).where(
-            NodeRun.run_id == run.run_id, NodeRun.status.in_(("failed", "cancelled"))
-        )
-    ).all()
     node_ids = [
         row.node_id
-        for row in rows
+        for row in node_runs.ended(session, run.run_id)
         if row.status == "cancelled" or definition.node(row.node_id).on_error == "fail"
     ]
     if not node_ids:  # cannot happen for a run failed by the engine; never leave it stuck
         raise Conflict(f"run {run.run_id} has no failed node to resume; retry from the start")
-    now = utcnow()
-    session.execute(
-        update(NodeRun)
-        .where(NodeRun.run_id == run.run_id, NodeRun.node_id.in_(node_ids))
-        .values(
-            status="pending",
-            error=None,
-            output=None,
-            lease_expires_at=None,
-            next_attempt_at=now,
-            published_at=now,
-            started_at=None,
-            finished_at=None,
-        )
-    )
+    node_runs.reopen(session, run.run_id, node_ids, utcnow())
     run.status, run.error, run.finished_at = "queued", None, None
     session.flush()
     order = {node.id: index for index, node in enumerate(definition.nodes)}

@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Row, Table, and_, bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
 from app.engine.schema import TERMINAL_RUN_STATUSES
 from app.errors import Conflict, NotFound
 from app.models import NodeRun, Workflow, WorkflowRun, utcnow
+from app.workflows import node_runs
 from app.workflows.store import TriggerTarget, get_definition, get_workflow
 
 
@@ -38,7 +39,6 @@ class StartedRun:
 
 
 _INSERT_RUN = insert(cast(Table, WorkflowRun.__table__))
-_INSERT_NODE_RUN = insert(cast(Table, NodeRun.__table__))
 
 
 def start_run(
@@ -79,18 +79,8 @@ def start_run(
             "created_at": now,
         },
     )
-    session.execute(
-        _INSERT_NODE_RUN,
-        {
-            "run_id": run_uuid,
-            "node_id": entry.id,
-            "node_type": entry.type,
-            "status": "pending",
-            "attempt": 0,
-            "redeliveries": 0,
-            "next_attempt_at": now,
-            "published_at": now,
-        },
+    node_runs.insert_rows(
+        session, [node_runs.new_row(run_uuid, entry.id, entry.type, "pending", now)]
     )
     return StartedRun(str(run_uuid), [NodeRef(str(run_uuid), entry.id, continuation=False)])
 
@@ -136,7 +126,7 @@ _NODE_RUN_FIELDS = (
     "started_at",
     "finished_at",
 )
-_runs, _node_runs = cast(Table, WorkflowRun.__table__), cast(Table, NodeRun.__table__)
+_runs, _node_runs = cast(Table, WorkflowRun.__table__), node_runs.table
 _RUN_SHOWN = select(*(_runs.c[name] for name in _RUN_FIELDS)).where(
     _runs.c.run_id == bindparam("p_run_id")
 )
@@ -211,11 +201,7 @@ def cancel_run(session: Session, run_id: str) -> bool:
         return False
     now = utcnow()
     run.status, run.finished_at, run.error = "cancelled", now, "cancelled by request"
-    session.execute(
-        update(NodeRun)
-        .where(NodeRun.run_id == parsed, NodeRun.status.in_(("pending", "retrying")))
-        .values(status="cancelled", finished_at=now)
-    )
+    node_runs.cancel_unfinished(session, parsed, now)
     session.flush()
     return True
 

@@ -1,10 +1,11 @@
 """Schedule triggers: `{"type": "schedule", "cron": "*/5 * * * *", "timezone": "UTC"}`.
 
-`workflow_schedules` holds each scheduled workflow's next tick. Beat's task calls
-`fire_due_schedules`, which claims due rows (FOR UPDATE SKIP LOCKED), starts one run per row
-through `accept_trigger` with the idempotency key `schedule:<tick>`, and moves `next_fire_at`
-past now in the same transaction. So two beats never fire a tick twice (the row lock, and the
-unique key behind it), and ticks missed while beat was down fire once, for the latest of them.
+`workflow_schedules` holds each scheduled workflow's next tick (kept in step with the workflow by
+app/workflows/schedule_sync.py). Beat's task calls `fire_due_schedules`, which claims due rows
+(FOR UPDATE SKIP LOCKED), starts one run per row through `accept_trigger` with the idempotency
+key `schedule:<tick>`, and moves `next_fire_at` past now in the same transaction. So two beats
+never fire a tick twice (the row lock, and the unique key behind it), and ticks missed while
+beat was down fire once, for the latest of them.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.engine.cron import latest_tick, next_tick
-from app.engine.schema import TriggerConfig
 from app.errors import DualMCPError
 from app.models import Workflow, WorkflowSchedule, utcnow
 from app.workflows.runs import NodeRef
@@ -39,48 +39,6 @@ class FiredSchedules:
     started: list[tuple[str, str]] = field(default_factory=list)
     #: Ticks that had already started a run (another beat got there first).
     replayed: int = 0
-
-
-def sync_schedule(
-    session: Session, workflow_id: str, trigger: TriggerConfig, now: datetime | None = None
-) -> None:
-    """Make the workflow's schedule row match its trigger (called when it is saved).
-
-    An unchanged cron and time zone keep their next tick, so saving a new version neither skips
-    nor repeats one; a changed one starts counting from now.
-    """
-    row = session.get(WorkflowSchedule, workflow_id, with_for_update=True)
-    if trigger.type != "schedule" or trigger.cron is None:
-        if row is not None:
-            session.execute(
-                delete(WorkflowSchedule).where(WorkflowSchedule.workflow_id == workflow_id)
-            )
-        return
-    now = now or utcnow()
-    if row is None:
-        session.add(
-            WorkflowSchedule(
-                workflow_id=workflow_id,
-                cron=trigger.cron,
-                timezone=trigger.timezone,
-                next_fire_at=next_tick(trigger.cron, trigger.timezone, now),
-                updated_at=now,
-            )
-        )
-    elif (row.cron, row.timezone) != (trigger.cron, trigger.timezone):
-        row.cron, row.timezone = trigger.cron, trigger.timezone
-        row.next_fire_at = next_tick(row.cron, row.timezone, now)
-        row.updated_at = now
-    session.flush()
-
-
-def restart_schedule(session: Session, workflow_id: str, now: datetime | None = None) -> None:
-    """A paused workflow was activated: its next tick is the first after now (the ticks of
-    the pause are not made up, as n8n does for inactive workflows)."""
-    row = session.get(WorkflowSchedule, workflow_id, with_for_update=True)
-    if row is not None:
-        row.next_fire_at = next_tick(row.cron, row.timezone, now or utcnow())
-        session.flush()
 
 
 def fire_due_schedules(session: Session, now: datetime | None = None) -> FiredSchedules:

@@ -22,6 +22,7 @@ from app.engine.schema import ToolBlock, WorkflowDefinition
 from app.engine.validation import Problem, validate_definition
 from app.errors import Conflict, DefinitionInvalid, NotFound
 from app.models import AgentMCP, Workflow, WorkflowVersion, utcnow
+from app.workflows.schedule_sync import restart_schedule, sync_schedule
 
 WorkflowStatus = Literal["active", "paused"]
 
@@ -80,9 +81,6 @@ def save_workflow(
         )
     )
     session.flush()
-    # Imported here: schedules -> triggers -> runs -> store would be a cycle at import time.
-    from app.workflows.schedules import sync_schedule
-
     sync_schedule(session, definition.workflow_id, definition.trigger)
     return workflow
 
@@ -142,8 +140,6 @@ def set_workflow_status(session: Session, workflow_id: str, status: WorkflowStat
             workflow.status = status
             workflow.updated_at = utcnow()
         if status == "active":
-            from app.workflows.schedules import restart_schedule
-
             restart_schedule(session, workflow_id)
     return workflow
 
@@ -265,6 +261,13 @@ def remembered_trigger_target(session: Session, workflow_id: str) -> TriggerTarg
 
 def forget_trigger_target(session: Session, workflow_id: str) -> None:
     _trigger_targets.pop(_target_key(session, workflow_id), None)
+
+
+def forget_cached_copies() -> None:
+    """Drop every parsed definition and trigger target this process keeps: for a database
+    emptied under a running process (the tests empty one between tests)."""
+    _definitions.clear()
+    _trigger_targets.clear()
 
 
 def _target_key(session: Session, workflow_id: str) -> tuple[str, str]:

@@ -8,14 +8,13 @@ running node_runs whose lease expired to pending, and fails a node whose worker 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.engine.schema import ACTIVE_RUN_STATUSES
-from app.models import NodeRun, WorkflowRun, utcnow
+from app.models import utcnow
+from app.workflows import node_runs
 from app.workflows.execution import Lease, Outcome, complete_node
 from app.workflows.runs import NodeRef
 from app.workflows.store import get_definition
@@ -44,63 +43,17 @@ def sweep(session: Session, settings: Settings) -> list[NodeRef]:
 def sweep_once(session: Session, settings: Settings) -> SweepResult:
     """One pass, with its counts; the caller commits, then publishes `to_publish`."""
     now = utcnow()
-    result = _fail_exhausted_leases(session, settings)
-    expired = session.execute(
-        update(NodeRun)
-        .where(
-            NodeRun.status == "running",
-            NodeRun.lease_expires_at < now,
-            NodeRun.redeliveries < settings.max_redeliveries,
-        )
-        .values(
-            status="pending",
-            lease_expires_at=None,
-            next_attempt_at=now,
-            published_at=now,
-            redeliveries=NodeRun.redeliveries + 1,
-        )
-        .returning(NodeRun.run_id, NodeRun.node_id)
-    ).all()
+    result = _fail_exhausted_leases(session, settings, now)
+    expired = node_runs.expire_leases(session, now, settings.max_redeliveries)
     stale = now - timedelta(seconds=settings.pending_republish_s)
-    due = session.execute(
-        update(NodeRun)
-        .where(
-            NodeRun.status.in_(("pending", "retrying")),
-            or_(NodeRun.next_attempt_at.is_(None), NodeRun.next_attempt_at <= now),
-            or_(NodeRun.published_at.is_(None), NodeRun.published_at < stale),
-            NodeRun.run_id.in_(
-                select(WorkflowRun.run_id).where(WorkflowRun.status.in_(ACTIVE_RUN_STATUSES))
-            ),
-        )
-        .values(published_at=now)
-        .returning(NodeRun.run_id, NodeRun.node_id)
-    ).all()
+    due = node_runs.republish_due(session, now, stale)
     result.to_publish += [NodeRef(str(run_id), node_id) for run_id, node_id in [*expired, *due]]
     result.lease_expired, result.not_picked_up = len(expired), len(due)
     return result
 
 
-def _fail_exhausted_leases(session: Session, settings: Settings) -> SweepResult:
-    now = utcnow()
-    rows = session.execute(
-        select(
-            NodeRun.run_id,
-            NodeRun.node_id,
-            NodeRun.attempt,
-            NodeRun.redeliveries,
-            WorkflowRun.workflow_id,
-            WorkflowRun.workflow_version,
-            WorkflowRun.input,
-        )
-        .join(WorkflowRun, WorkflowRun.run_id == NodeRun.run_id)
-        .where(
-            and_(
-                NodeRun.status == "running",
-                NodeRun.lease_expires_at < now,
-                NodeRun.redeliveries >= settings.max_redeliveries,
-            )
-        )
-    ).all()
+def _fail_exhausted_leases(session: Session, settings: Settings, now: datetime) -> SweepResult:
+    rows = node_runs.exhausted_leases(session, now, settings.max_redeliveries)
     result = SweepResult(worker_lost=len(rows))
     for row in rows:
         lease = Lease(
@@ -111,6 +64,7 @@ def _fail_exhausted_leases(session: Session, settings: Settings) -> SweepResult:
             workflow_id=row.workflow_id,
             definition=get_definition(session, row.workflow_id, row.workflow_version),
             run_input=row.input,
+            prior_attempts=row.prior_attempts,
         )
         lost = Outcome(succeeded=False, error=f"worker lost {row.redeliveries + 1} times")
         completion = complete_node(session, lease, lost, settings)

@@ -28,6 +28,7 @@ from app.llm import LLMProviders
 from app.models import WorkflowRun
 from app.safe_http import make_http_client
 from app.workflows import save_workflow, set_workflow_status
+from app.workflows.agent_tools import WorkflowTools
 from app.workflows.invoke import execute_node
 from app.workflows.runs import NodeRef
 from app.workflows.tool_runs import start_tool_run
@@ -102,7 +103,10 @@ def tooled(pg_sessions: sessionmaker[Session], cache_redis: redis.Redis) -> Iter
         settings = Settings(**{**fields, **overrides})
         runs = InProcessRuns(pg_sessions, settings)
         llm = LLMProviders(settings, runs.http)
-        service = AgentService(settings, pg_sessions, RedisCache(cache_redis), llm, publish=runs)
+        tools = WorkflowTools(pg_sessions, runs)
+        service = AgentService(
+            settings, pg_sessions, RedisCache(cache_redis), llm, workflow_tools=tools
+        )
         made.append(service)
         return service, runs
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.models import make_engine, make_session_factory
 from app.models.migrate import upgrade
+from app.tasks.runtime import publish
 from app.workflows import get_run, save_workflow, start_run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -184,9 +185,6 @@ def stack(
 
 def launch(stack: Stack, definition: dict[str, Any], payload: Any) -> str:
     """Save (or re-version) the workflow, start a run in one transaction, publish after commit."""
-    # Imported here: importing app.tasks makes the Celery app from the settings of that moment.
-    from app.tasks.dispatch import publish
-
     with stack.sessions.begin() as session:
         save_workflow(session, definition)
         started = start_run(session, definition["workflow_id"], payload)

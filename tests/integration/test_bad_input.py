@@ -162,7 +162,7 @@ def test_a_5000_character_path_gets_the_json_404(web: Web) -> None:
 
 
 def test_past_gunicorns_request_line_limit_gunicorn_answers_itself(web: Web) -> None:
-    """The README documents it: a request line over 8190 bytes never reaches the app."""
+    """docs/api.md documents it: a request line over 8190 bytes never reaches the app."""
     answer = web.client.get("/api/workflows/" + "w" * 9000, headers=ADMIN)
 
     assert answer.status_code == 414  # gunicorn's own page, not the JSON error format

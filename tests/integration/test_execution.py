@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from app.tasks.runtime import publish
 from tests.http_peer import HttpPeer
 from tests.integration.conftest import Stack, finished_run, launch
 
@@ -181,7 +182,6 @@ def test_a_run_keeps_the_version_it_started_with(stack: Stack, http_peer: HttpPe
 
 
 def test_a_duplicate_node_message_runs_nothing_twice(stack: Stack, http_peer: HttpPeer) -> None:
-    from app.tasks.dispatch import publish
     from app.workflows import NodeRef
 
     definition = {

@@ -1,7 +1,8 @@
-"""The Flask app on SQLite with a recording publisher: fast tests of the HTTP contract.
+"""The Flask app with a recording publisher: fast tests of the HTTP contract.
 
-The end-to-end tests through gunicorn, a real worker, PostgreSQL and Redis live in
-tests/integration; these check status codes, shapes and auth without any service.
+On SQLite without any service, or, in a module marked `both_databases` (the run and trigger
+contract), on SQLite and on the real PostgreSQL (tests/conftest.py `database_url`). The
+end-to-end tests through gunicorn, a real worker and Redis live in tests/integration.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -22,7 +22,6 @@ from app.agents.service import AgentService
 from app.config import Settings
 from app.llm import LLMProviders
 from app.models import make_engine, make_session_factory
-from app.models.migrate import upgrade
 from app.web import create_app
 from app.web.context import WebContext
 from app.workflows.runs import NodeRef
@@ -87,9 +86,9 @@ class ThreadAgentTasks:
 
 
 @pytest.fixture
-def web_settings(tmp_path: Path) -> Settings:
+def web_settings(database_url: str) -> Settings:
     return Settings(
-        DATABASE_URL=f"sqlite:///{tmp_path / 'web.db'}",
+        DATABASE_URL=database_url,
         DUALMCP_API_KEYS=f"admin:{ADMIN_KEY},read:{READ_KEY}",
         DUALMCP_MAX_BODY_BYTES=64 * 1024,
         CELERY_BROKER_URL="memory://",
@@ -99,7 +98,7 @@ def web_settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def web_sessions(web_settings: Settings) -> Iterator[sessionmaker[Session]]:
-    upgrade(web_settings.database_url)
+    """Sessions on the test's own migrated, empty database (`database_url`)."""
     engine = make_engine(web_settings.database_url)
     yield make_session_factory(engine)
     engine.dispose()
@@ -114,7 +113,8 @@ def publisher() -> RecordingPublisher:
 def agent_service(
     web_settings: Settings, web_sessions: sessionmaker[Session]
 ) -> Iterator[AgentService]:
-    """The agent service on SQLite and an in-process cache; agents use the echo provider."""
+    """The agent service on the test's database and an in-process cache; agents use the echo
+    provider."""
     service = AgentService(
         web_settings, web_sessions, LocalCache(), LLMProviders(web_settings, None)
     )

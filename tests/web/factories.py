@@ -1,7 +1,9 @@
 """Definitions and runs for the HTTP tests, made through the service functions.
 
-Workflow ids are unique per call: parsed definitions are cached per (workflow_id, version) for
-the life of the process (app/workflows/store.py), and every test has a fresh database.
+Workflow ids are unique per call: parsed definitions are cached per (database URL, workflow_id,
+version) for the life of the process (app/workflows/store.py), and the PostgreSQL tests of
+`pg_client` share one database that nothing empties. (`database_url` gives every other test an
+empty database and forgets those copies: tests/conftest.py.)
 """
 
 from __future__ import annotations

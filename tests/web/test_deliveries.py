@@ -1,5 +1,5 @@
-"""GET /api/workflows/<id>/deliveries: the webhook delivery log, accepted and refused (SQLite,
-and once on PostgreSQL); refusals recorded by the front end's hook, sampled, and pruned."""
+"""GET /api/workflows/<id>/deliveries: the webhook delivery log, accepted and refused;
+refusals recorded by the front end's hook, sampled, and pruned."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ from app.workflows import save_workflow, set_workflow_status
 from app.workflows.deliveries import Refusal, record_refusal
 from tests.web.conftest import ADMIN, READ
 from tests.web.factories import unique_id
+
+#: The run and trigger contract: on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_databases
 
 SECRET = "whsec_" + base64.b64encode(b"delivery-log-secret-32-bytes!!!!").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"a-forger-guessing-32-bytes-long!").decode()

@@ -8,7 +8,6 @@ import logging
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -61,9 +60,9 @@ def limits_url(redis_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def web_settings(tmp_path: Path, limits_url: str) -> Settings:
+def web_settings(database_url: str, limits_url: str) -> Settings:
     return Settings(
-        DATABASE_URL=f"sqlite:///{tmp_path / 'web.db'}",
+        DATABASE_URL=database_url,
         DUALMCP_API_KEYS=f"admin:{ADMIN_KEY},read:{READ_KEY}",
         CELERY_BROKER_URL=limits_url,
         DUALMCP_WEBHOOK_REFUSALS_PER_ADDRESS=str(PER_ADDRESS),

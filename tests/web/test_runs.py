@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,12 +17,15 @@ from tests.http_peer import HttpPeer
 from tests.web.conftest import ADMIN, ADMIN_KEY, READ, READ_KEY
 from tests.web.factories import drive, fetch_then_shape, save, start, two_step, unique_id
 
+#: The run and trigger contract: on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_databases
+
 
 @pytest.fixture
-def web_settings(tmp_path: Path) -> Settings:
+def web_settings(database_url: str) -> Settings:
     """The suite's settings, allowed to fetch from the local HTTP peer."""
     return Settings(
-        DATABASE_URL=f"sqlite:///{tmp_path / 'web.db'}",
+        DATABASE_URL=database_url,
         DUALMCP_API_KEYS=f"admin:{ADMIN_KEY},read:{READ_KEY}",
         DUALMCP_MAX_BODY_BYTES=64 * 1024,
         CELERY_BROKER_URL="memory://",
@@ -350,6 +352,36 @@ def test_a_resumed_run_finishes_without_repeating_what_succeeded(
         ("shape", 1),
     ]
     assert run["nodes"][1]["output"] == {"got": True}
+
+
+def test_a_resumed_node_gets_its_retry_policy_again_and_the_run_keeps_its_start(
+    client: FlaskClient,
+    web_sessions: sessionmaker[Session],
+    web_settings: Settings,
+    http_peer: HttpPeer,
+    publisher: CommitCheckingPublisher,
+) -> None:
+    route = f"/{unique_id('flaky')}"
+    http_peer.reply(route, json={"ok": True}, fail_times=3)  # attempts 1 to 3 fail
+    definition = fetch_then_shape(http_peer.url + route)
+    definition["nodes"][0]["retry"] = {"max_attempts": 2, "backoff_s": 0}
+    started = start(web_sessions, save(web_sessions, definition))
+    drive(web_sessions, web_settings, started.to_publish)
+    failed = client.get(f"/api/runs/{started.run_id}", headers=READ).json
+    assert failed is not None and failed["status"] == "failed"
+    assert failed["nodes"][0]["attempt"] == 2
+
+    client.post(f"/api/runs/{started.run_id}/retry", json={"from": "failed"}, headers=ADMIN)
+    drive(web_sessions, web_settings, publisher.published)
+
+    run = client.get(f"/api/runs/{started.run_id}", headers=READ).json
+    assert run is not None
+    assert run["status"] == "succeeded"  # attempt 3 failed, and the policy allowed a 4th
+    assert [(node["node_id"], node["attempt"]) for node in run["nodes"]] == [
+        ("fetch", 4),
+        ("shape", 1),
+    ]
+    assert run["started_at"] == failed["started_at"]
 
 
 def test_retry_without_a_body_resumes_from_the_failed_node(

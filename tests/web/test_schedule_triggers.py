@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from flask.testing import FlaskClient
 
 from tests.web.conftest import ADMIN
 from tests.web.factories import two_step, unique_id
+
+#: The run and trigger contract: on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_databases
 
 
 def _save(client: FlaskClient, trigger: dict) -> tuple[int, list[dict]]:

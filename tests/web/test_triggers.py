@@ -1,4 +1,4 @@
-"""Signed webhook triggers and POST /api/workflow/execute over the Flask test client (SQLite)."""
+"""Signed webhook triggers and POST /api/workflow/execute over the Flask test client."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import hmac
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +24,11 @@ from app.models import TriggerEvent, Workflow, WorkflowRun
 from app.web import create_app
 from app.web.context import WebContext
 from app.workflows import save_workflow
+from app.workflows.store import set_workflow_status
 from tests.web.conftest import ADMIN, READ, RecordingPublisher
+
+#: The run and trigger contract: on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_databases
 
 SECRET = "whsec_" + base64.b64encode(b"current-secret-32-bytes-long!!!!").decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"retiring-secret-32-bytes-long!!!").decode()
@@ -470,3 +475,112 @@ def test_execute_with_an_unknown_field_is_422(client: FlaskClient) -> None:
     response = execute(client, {"workflow_id": "by-hand", "inputs": {}})
     assert response.status_code == 422
     assert json.dumps(response.json).count("inputs") >= 1
+
+
+# The rules' order, on both databases: a known delivery first, then the workflow's state, then
+# the checks that do not depend on the signature (issue 14: on PostgreSQL a repeat to a paused
+# workflow answered 409, and everywhere a resend after a schema change answered 422).
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def _tool_workflow(sessions: sessionmaker[Session], workflow_id: str, required: list[str]) -> None:
+    """A webhook workflow whose input schema requires `required` (a new version each call)."""
+    raw = definition(workflow_id, {"type": "webhook", "secrets": [SECRET]})
+    raw["tool"] = {
+        "name": workflow_id.replace("-", "_"),
+        "description": "A lead",
+        "input_schema": {"type": "object", "required": required},
+    }
+    with sessions.begin() as session:
+        save_workflow(session, raw)
+
+
+def _pause(sessions: sessionmaker[Session], workflow_id: str) -> None:
+    with sessions.begin() as session:
+        set_workflow_status(session, workflow_id, "paused")
+
+
+def _runs_of(sessions: sessionmaker[Session], workflow_id: str) -> int:
+    with sessions() as session:
+        query = select(func.count()).where(WorkflowRun.workflow_id == workflow_id)
+        return int(session.scalar(query) or 0)
+
+
+def test_a_repeat_to_a_paused_workflow_returns_the_first_run(
+    client: FlaskClient, web_sessions: sessionmaker[Session]
+) -> None:
+    workflow_id = _unique("paused-repeat")
+    _tool_workflow(web_sessions, workflow_id, [])
+    first = fire(client, BODY, signed(BODY, message_id="msg_p"), workflow_id)
+    assert first.status_code == 202
+    _pause(web_sessions, workflow_id)
+
+    again = fire(client, BODY, signed(BODY, message_id="msg_p"), workflow_id)
+    other = b'{"lead_id": "43"}'
+    reused = fire(client, other, signed(other, message_id="msg_p"), workflow_id)
+    new = fire(client, BODY, signed(BODY, message_id="msg_q"), workflow_id)
+
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json == {**first.json, "duplicate": True}
+    assert reused.status_code == 422
+    assert reused.json["error"]["code"] == "idempotency_key_reused"
+    assert new.status_code == 409 and "paused" in new.json["error"]["message"]
+    assert _runs_of(web_sessions, workflow_id) == 1
+
+
+def test_a_resend_after_the_input_schema_tightened_returns_the_first_run(
+    client: FlaskClient, web_sessions: sessionmaker[Session]
+) -> None:
+    workflow_id = _unique("tightened")
+    _tool_workflow(web_sessions, workflow_id, ["lead_id"])
+    first = fire(client, BODY, signed(BODY, message_id="msg_t"), workflow_id)
+    assert first.status_code == 202
+    _tool_workflow(web_sessions, workflow_id, ["lead_id", "email"])  # version 2
+
+    again = fire(client, BODY, signed(BODY, message_id="msg_t"), workflow_id)
+    new = fire(client, BODY, signed(BODY, message_id="msg_u"), workflow_id)
+
+    assert again.status_code == 200 and again.json == {**first.json, "duplicate": True}
+    assert new.status_code == 422 and new.json["error"]["code"] == "validation_failed"
+    assert [p["path"] for p in new.json["error"]["details"]["problems"]] == ["email"]
+    assert _runs_of(web_sessions, workflow_id) == 1
+
+
+def test_an_execute_repeat_to_a_paused_workflow_returns_the_first_run(
+    client: FlaskClient, web_sessions: sessionmaker[Session]
+) -> None:
+    workflow_id = _unique("paused-execute")
+    _tool_workflow(web_sessions, workflow_id, [])
+    body = {"workflow_id": workflow_id, "input": {"lead_id": "42"}}
+    first = execute(client, body, **{"Idempotency-Key": "k-p"})
+    assert first.status_code == 202
+    _pause(web_sessions, workflow_id)
+
+    again = execute(client, body, **{"Idempotency-Key": "k-p"})
+    new = execute(client, body, **{"Idempotency-Key": "k-q"})
+
+    assert again.status_code == 200 and again.json == {**first.json, "duplicate": True}
+    assert new.status_code == 409
+    assert _runs_of(web_sessions, workflow_id) == 1
+
+
+def test_an_execute_resend_after_the_input_schema_tightened_returns_the_first_run(
+    client: FlaskClient, web_sessions: sessionmaker[Session]
+) -> None:
+    workflow_id = _unique("tightened-execute")
+    _tool_workflow(web_sessions, workflow_id, ["lead_id"])
+    body = {"workflow_id": workflow_id, "input": {"lead_id": "42"}}
+    first = execute(client, body, **{"Idempotency-Key": "k-t"})
+    assert first.status_code == 202
+    _tool_workflow(web_sessions, workflow_id, ["lead_id", "email"])
+
+    again = execute(client, body, **{"Idempotency-Key": "k-t"})
+    new = execute(client, body, **{"Idempotency-Key": "k-u"})
+
+    assert again.status_code == 200 and again.json == {**first.json, "duplicate": True}
+    assert new.status_code == 422 and new.json["error"]["code"] == "validation_failed"
+    assert [p["path"] for p in new.json["error"]["details"]["problems"]] == ["input.email"]
+    assert _runs_of(web_sessions, workflow_id) == 1

@@ -37,6 +37,9 @@ from app.workflows.trigger_tokens import rotate_trigger_token, sync_trigger_toke
 from tests.web.conftest import ADMIN, READ, RecordingPublisher
 from tests.web.factories import drive, unique_id
 
+#: The run and trigger contract: on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_databases
+
 SECRET = "whsec_" + base64.b64encode(b"intake-secret-32-bytes-long!!!!!").decode()
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TWILIO_TOKEN = "twilio-auth-token-for-tests"

@@ -1,9 +1,12 @@
-"""Fast tests of the workflow service on SQLite, driven the way a worker drives it."""
+"""Fast tests of the workflow service, driven the way a worker drives it.
+
+Every test here that uses `sessions` runs on SQLite and on PostgreSQL (the `database` fixture,
+tests/conftest.py): the portable path and the one-statement paths must keep the same rules.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,16 +14,22 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.models import Base, make_engine, make_session_factory
+from app.models import make_claims_engine, make_engine, make_session_factory
 from app.safe_http import make_http_client
 from app.workflows import NodeRef, save_workflow, start_run
 from app.workflows.invoke import execute_node
+from tests.conftest import DATABASES
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "sessions" in metafunc.fixturenames:
+        metafunc.parametrize("database", DATABASES, indirect=True)
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(database_url: str) -> Settings:
     return Settings(
-        DATABASE_URL=f"sqlite:///{tmp_path / 'unit.db'}",
+        DATABASE_URL=database_url,
         DUALMCP_HTTP_ALLOWLIST="127.0.0.1",
         DUALMCP_LEASE_GRACE_S=0,
         DUALMCP_MAX_REDELIVERIES=2,
@@ -30,7 +39,6 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(settings.database_url)
-    Base.metadata.create_all(engine)
     yield make_session_factory(engine)
     engine.dispose()
 
@@ -74,5 +82,14 @@ class Driver:
 
 
 @pytest.fixture
-def worker(sessions: sessionmaker[Session], settings: Settings, http: httpx.Client) -> Driver:
-    return Driver(sessions, settings, http)
+def worker(
+    sessions: sessionmaker[Session], settings: Settings, http: httpx.Client
+) -> Iterator[Driver]:
+    """On PostgreSQL it claims on an autocommit engine of its own, as a worker process does
+    (app/models/session.py make_claims_engine); on SQLite claims use the main engine."""
+    claims_engine = make_claims_engine(settings.database_url)
+    if claims_engine is None:
+        yield Driver(sessions, settings, http)
+        return
+    yield Driver(sessions, settings, http, make_session_factory(claims_engine))
+    claims_engine.dispose()

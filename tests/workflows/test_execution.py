@@ -7,10 +7,11 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import metrics
 from app.config import Settings
 from app.models import NodeRun, utcnow
 from app.workflows import cancel_run, get_run
-from app.workflows.execution import Outcome, complete_node, lease_node
+from app.workflows.execution import Completion, Outcome, complete_node, lease_node
 from app.workflows.sweeper import sweep
 from tests.workflows.conftest import Driver
 
@@ -94,7 +95,7 @@ def test_a_completion_after_the_lease_was_taken_back_is_fenced(
 
     with sessions.begin() as session:
         completion = complete_node(session, first, Outcome(True, {"by": "first"}), settings)
-        assert completion.to_publish == [] and completion.claimed == []
+        assert completion == Completion()  # nothing to publish, the run not closed
     with sessions.begin() as session:
         complete_node(session, second, Outcome(True, {"by": "second"}), settings)
     with sessions() as session:
@@ -190,3 +191,42 @@ def test_sweeper_republishes_a_node_whose_publish_failed_at_once(
     with sessions.begin() as session:
         refs = sweep(session, settings)
     assert [(ref.run_id, ref.node_id) for ref in refs] == [(run_id, "only")]
+
+
+def _runs_of(node_type: str, outcome: str) -> float:
+    """How often a node of this type ran with this outcome (GET /metrics' node durations)."""
+    return sum(
+        sample.value
+        for family in metrics.NODE_DURATION.collect()
+        for sample in family.samples
+        if sample.name.endswith("_count")
+        and sample.labels == {"type": node_type, "outcome": outcome}
+    )
+
+
+def test_a_failing_control_node_runs_once_and_fails_the_run(
+    worker: Driver, sessions: sessionmaker
+) -> None:
+    """It runs inline in the completion of the node before it; the one plan records its
+    failure (issue 14: on PostgreSQL it used to run a second time on the general path)."""
+    definition = {
+        "workflow_id": "failing-inline",
+        "nodes": [
+            {"id": "set", "type": "transform", "params": {"values": {"n": 1}}, "next": "check"},
+            {
+                "id": "check",
+                "type": "conditional",
+                "params": {"condition": "nodes.set.n.missing.deeper >= 1"},
+                "then": "never",
+            },
+            {"id": "never", "type": "transform", "params": {"values": {}}},
+        ],
+    }
+    before = _runs_of("conditional", "failed")
+    run_id = worker.start(definition)
+    worker.drain()
+
+    assert _runs_of("conditional", "failed") - before == 1
+    assert _statuses(sessions, run_id) == {"set": "succeeded", "check": "failed", "@run": "failed"}
+    with sessions() as session:
+        assert "'check' failed" in (get_run(session, run_id)["error"] or "")

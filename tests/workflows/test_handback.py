@@ -112,12 +112,21 @@ class FlakyDatabase:
 
     def __init__(self, sessions: sessionmaker[Session], failures: int) -> None:
         self.sessions, self.failures = sessions, failures
+        self.kw = sessions.kw  # what the factory is bound to: the completion picks its writer
 
     def begin(self) -> Any:
+        self._fail()
+        return self.sessions.begin()
+
+    def __call__(self) -> Session:
+        """A session for statements that commit one by one (PostgreSQL's one-statement path)."""
+        self._fail()
+        return self.sessions()
+
+    def _fail(self) -> None:
         if self.failures:
             self.failures -= 1
             raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
-        return self.sessions.begin()
 
 
 def test_a_completion_waits_for_the_database_instead_of_running_the_driver_again(

@@ -166,13 +166,16 @@ def test_a_driver_node_publishes_its_successor_after_one_completion_statement(
     assert [n["status"] for n in run["nodes"]].count("skipped") == 1
 
 
-def test_a_failing_control_node_takes_the_general_way_and_fails_the_run(
-    pg_worker: Driver, pg_sessions: sessionmaker
+def test_a_failing_control_node_fails_the_run_in_the_same_one_statement(
+    pg_worker: Driver, pg_sessions: sessionmaker, pg_engine: Engine, claims_engine: Engine
 ) -> None:
     definition = _chain(_unique("failing"))
     definition["nodes"][1]["params"]["condition"] = "nodes.set.n.missing.deeper >= 1"
     run_id = pg_worker.start(definition, {"n": 1})
+    log = StatementLog(pg_engine, claims_engine)
     pg_worker.drain()
+
+    assert log.statements == ["WITH", "WITH"]  # the claim; the chain and the run's failure
 
     with pg_sessions() as session:
         run = get_run(session, run_id)
@@ -248,7 +251,9 @@ def test_a_trigger_is_recorded_by_one_statement_and_a_repeat_writes_nothing(
 
     with each_statement_commits(pg_sessions) as session:
         first = accept_trigger(session, workflow_id, "key-1", b'{"n": 5}', {"n": 5})
-    assert log.statements == ["SELECT", "WITH"]  # the workflow, then event + run + entry node
+    # The copy of the workflow the first trigger read is current: event + run + entry node,
+    # nothing else (issue 14: every source uses the copy, not the webhook door alone).
+    assert log.statements == ["WITH"]
     with each_statement_commits(pg_sessions) as session:
         again = accept_trigger(session, workflow_id, "key-1", b'{"n": 5}', {"n": 5})
         with pytest.raises(IdempotencyKeyReused):
@@ -294,3 +299,31 @@ def test_a_run_cancelled_while_its_node_ran_starts_nothing_after_it(
         run = get_run(session, run_id)
     assert run["status"] == "cancelled"
     assert [(node["node_id"], node["status"]) for node in run["nodes"]] == [("set", "succeeded")]
+
+
+def test_a_retry_is_parked_by_one_statement(
+    pg_worker: Driver,
+    pg_sessions: sessionmaker,
+    pg_engine: Engine,
+    claims_engine: Engine,
+    http_peer: Any,
+) -> None:
+    route = f"/{_unique('parked')}"
+    http_peer.reply(route, json={"ok": True}, fail_times=1)
+    definition = _chain(_unique("parked"), f"{http_peer.url}{route}")
+    definition["nodes"][0]["retry"] = {"max_attempts": 2, "backoff_s": 0}
+    run_id = pg_worker.start(definition, {"n": 1})
+    message = pg_worker.queue.pop(0)
+    log = StatementLog(pg_engine, claims_engine)
+
+    published = execute_node(
+        pg_worker.sessions, pg_worker.settings, pg_worker.http, message, claims=pg_worker.claims
+    )
+
+    assert log.statements == ["WITH", "UPDATE"]  # the claim; the fenced park for attempt 2
+    assert [ref.node_id for ref in published] == ["call"]
+    pg_worker.queue.extend(published)
+    pg_worker.drain()
+    with pg_sessions() as session:
+        run = get_run(session, run_id)
+    assert run["status"] == "succeeded" and run["nodes"][0]["attempt"] == 2
