@@ -116,14 +116,23 @@ def start_tool_run(
     origin: dict[str, Any] | None = None,
 ) -> ToolRunStarted:
     """Check the arguments, then write the run in the caller's transaction; publish after commit.
-    NotFound for an unknown workflow, Conflict for a paused one, ArgumentsInvalid."""
-    check_arguments(tool_definition(session, workflow_id), arguments)
+    NotFound for an unknown workflow, Conflict for a paused one, ArgumentsInvalid. With an
+    idempotency key the known call comes first (accept_trigger's order): a resumed agent turn
+    gets its first run back even if the workflow was paused or its schema changed since."""
     if idempotency_key is None:
+        check_arguments(tool_definition(session, workflow_id), arguments)
         started = start_run(session, workflow_id, arguments, source=source, origin=origin)
         return ToolRunStarted(started.run_id, duplicate=False, to_publish=started.to_publish)
     canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":")).encode()
     accepted = accept_trigger(
-        session, workflow_id, idempotency_key, canonical, arguments, source=source, origin=origin
+        session,
+        workflow_id,
+        idempotency_key,
+        canonical,
+        arguments,
+        source=source,
+        origin=origin,
+        check=check_arguments,
     )
     return ToolRunStarted(accepted.run_id, accepted.duplicate, accepted.to_publish)
 

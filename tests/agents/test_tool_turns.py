@@ -288,3 +288,24 @@ def test_text_postgresql_cannot_store_is_a_bad_argument_or_replaced_never_a_cras
     history = service.memory.history(agent_with_tool, "s1", 10)
     assert history[1]["tool_calls"][0]["arguments"] == {"email": "a\ufffdb"}
     assert [m["role"] for m in history] == ["user", "assistant", "tool", "assistant"]
+
+
+def test_a_known_call_gets_its_first_run_back_after_the_workflow_was_paused(
+    agent_with_tool: str, pg_sessions: sessionmaker[Session]
+) -> None:
+    def start() -> str:
+        with pg_sessions.begin() as session:
+            started = start_tool_run(
+                session,
+                "score-lead-tool",
+                {"email": "ada@example.com"},
+                source="agent",
+                idempotency_key="turn-paused:0",
+            )
+        return started.run_id
+
+    first = start()
+    with pg_sessions.begin() as session:
+        set_workflow_status(session, "score-lead-tool", "paused")
+
+    assert start() == first  # known delivery first, then the workflow's state
