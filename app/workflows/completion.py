@@ -21,9 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.engine.schema import ACTIVE_RUN_STATUSES
 from app.models import each_statement_commits, is_postgresql
-from app.workflows import node_runs
 from app.workflows import statements as sql
-from app.workflows.execution import Completion, complete_node, write_plan
+from app.workflows.execution import Completion, complete_node, park_for_retry, write_plan
 from app.workflows.planner import Lease, Outcome, Plan, RunControlNode, plan_completion
 
 #: Seconds a node's completion keeps trying while the database is unreachable.
@@ -82,18 +81,7 @@ def _write_in_one_statement(
         return _write_in_a_transaction(sessions, lease, plan)  # the error must be read first
     with each_statement_commits(sessions) as session:
         if end.status == "retrying":
-            assert end.next_attempt_at is not None
-            parked = node_runs.retry(
-                session,
-                run_uuid,
-                lease.node_id,
-                lease.attempt,
-                end.error,
-                end.next_attempt_at,
-                end.published_at,
-                end.at,
-            )
-            return Completion(plan.to_publish) if parked == "retrying" else Completion()
+            return park_for_retry(session, lease, plan)
         statement = (
             sql.FAIL_IN_ONE_STATEMENT
             if plan.run_status == "failed"

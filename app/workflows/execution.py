@@ -217,18 +217,7 @@ def write_plan(session: Session, lease: Lease, plan: Plan) -> Completion:
     then (only if the fence held) its new rows and the run's end."""
     run_uuid, end = lease.run_uuid, plan.node
     if end.status == "retrying":
-        assert end.next_attempt_at is not None
-        parked = node_runs.retry(
-            session,
-            run_uuid,
-            lease.node_id,
-            lease.attempt,
-            end.error,
-            end.next_attempt_at,
-            end.published_at,
-            end.at,
-        )
-        return Completion(plan.to_publish) if parked == "retrying" else Completion()
+        return park_for_retry(session, lease, plan)
     else:
         fenced = node_runs.finish(
             session,
@@ -264,3 +253,21 @@ def write_plan(session: Session, lease: Lease, plan: Plan) -> Completion:
     if closed.rowcount:  # type: ignore[attr-defined]
         completion.finished = plan.run_status
     return completion
+
+
+def park_for_retry(session: Session, lease: Lease, plan: Plan) -> Completion:
+    """The node waits for its next attempt (one fenced UPDATE, the same on both databases);
+    its message is published only if the fence held."""
+    end = plan.node
+    assert end.next_attempt_at is not None
+    parked = node_runs.retry(
+        session,
+        lease.run_uuid,
+        lease.node_id,
+        lease.attempt,
+        end.error,
+        end.next_attempt_at,
+        end.published_at,
+        end.at,
+    )
+    return Completion(plan.to_publish) if parked == "retrying" else Completion()
