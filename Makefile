@@ -2,7 +2,8 @@
 # venv, starts a throwaway PostgreSQL + Redis (.ci/services.sh), lints, runs
 # pytest against them and always stops them again.
 #
-#   make install   venv in .venv (re-runs only when pyproject.toml changes)
+#   make install   venv in .venv (re-runs only when pyproject.toml or deploy/requirements.lock change)
+#   make lock      pin the runtime dependencies again (deploy/requirements.lock, the image's)
 #   make lint      ruff check, ruff format --check, mypy app, lint-imports (the layers)
 #   make services  start PostgreSQL (127.0.0.1:55432) and Redis (127.0.0.1:56379)
 #   make test      install + services + lint + pytest, then stop services
@@ -19,7 +20,7 @@ export VENV
 # apt-get needs root; use sudo when we are not root (only if python3-venv is missing).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install lint services stop-services test run bench clean
+.PHONY: install lock lint services stop-services test run bench clean
 
 install: $(STAMP)
 
@@ -31,10 +32,20 @@ $(PY):
 	  $(SUDO) apt-get update && $(SUDO) apt-get install -y python3-venv && \
 	  python3 -m venv $(VENV); }
 
-# The stamp makes the (slow) pip install re-run only when pyproject.toml changes.
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -e '.[dev]'
+# The stamp makes the (slow) pip install re-run only when pyproject.toml or the lock changes.
+# The lock constrains the runtime dependencies to the versions the image installs.
+$(STAMP): pyproject.toml deploy/requirements.lock | $(PY)
+	$(PY) -m pip install -c deploy/requirements.lock -e '.[dev]'
 	touch $@
+
+# deploy/requirements.lock: the runtime dependencies (no dev tools) resolved afresh in a
+# throwaway venv and pinned; run after changing pyproject.toml's dependencies.
+lock: | $(PY)
+	rm -rf .ci/.lock-venv && $(PY) -m venv .ci/.lock-venv
+	.ci/.lock-venv/bin/pip install --quiet .
+	{ sed -n '1,2p' deploy/requirements.lock; .ci/.lock-venv/bin/pip freeze --exclude dualmcp; } \
+	  > deploy/requirements.lock.new && mv deploy/requirements.lock.new deploy/requirements.lock
+	rm -rf .ci/.lock-venv build
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,5 +1,6 @@
 """deploy/kubernetes/, checked against the official schemas of a fixed Kubernetes version
-(kubernetes-validate), plus what the schemas cannot say: roles, counts and names agree."""
+(kubernetes-validate), plus what the schemas cannot say: roles, counts and names agree, every pod
+passes Pod Security "restricted", and the kustomizations put together what the docs say."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from app.tasks.celery_app import AGENTS_QUEUE, NODES_QUEUE, RUNS_QUEUE
 #: The oldest Kubernetes still widely run that these manifests promise to fit.
 KUBERNETES_VERSION = "1.31.0"
 MANIFESTS = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
-#: Every manifest the official schemas cover: all but KEDA's custom resource.
-STANDARD = sorted(p for p in MANIFESTS.rglob("*.yaml") if "keda" not in p.parts)
+#: Every manifest the official schemas cover: all but KEDA's custom resource and kustomize's own.
+STANDARD = sorted(
+    p for p in MANIFESTS.rglob("*.yaml") if "keda" not in p.parts and p.name != "kustomization.yaml"
+)
+KEDA = MANIFESTS / "overlays" / "keda" / "worker-scaledobject.yaml"
 
 
 def _documents(path: Path) -> list[dict[str, Any]]:
@@ -39,7 +43,7 @@ def test_each_manifest_is_valid_for_the_pinned_kubernetes(path: Path) -> None:
 
 
 def test_the_validator_really_refuses_a_wrong_field() -> None:
-    hpa = _documents(MANIFESTS / "worker-hpa.yaml")[0]
+    hpa = _documents(MANIFESTS / "overlays" / "hpa" / "worker-hpa.yaml")[0]
     hpa["spec"]["minReplicaz"] = 2
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(hpa, KUBERNETES_VERSION, strict=True)
@@ -133,10 +137,7 @@ def test_the_service_routes_to_the_web_pods() -> None:
 def test_the_autoscalers_drive_each_worker_deployment_on_its_own_queues() -> None:
     manifests = _all()
     # KEDA is a CRD the official schemas do not hold: check what matters by hand.
-    scaled = {
-        doc["metadata"]["name"]: doc
-        for doc in _documents(MANIFESTS / "keda" / "worker-scaledobject.yaml")
-    }
+    scaled = {doc["metadata"]["name"]: doc for doc in _documents(KEDA)}
     assert set(scaled) == {"dualmcp-worker", "dualmcp-agents"}
     for name in scaled:
         hpa = manifests[("HorizontalPodAutoscaler", name)]["spec"]
@@ -158,3 +159,147 @@ def test_settings_in_the_config_map_and_secret_are_ones_the_code_reads() -> None
     config = set(manifests[("ConfigMap", "dualmcp-config")]["data"])
     secret = set(manifests[("Secret", "dualmcp-secrets")]["stringData"])
     assert (config | secret) - known == set()
+
+
+# --- kustomize: what `kubectl apply -k <dir>` applies -------------------------------------------
+
+#: The folders a user applies (docs/operations.md: Kubernetes).
+OVERLAYS = {"hpa": "HorizontalPodAutoscaler", "keda": "ScaledObject"}
+#: Pod volume types Pod Security "restricted" allows.
+RESTRICTED_VOLUMES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+    "persistentVolumeClaim", "projected", "secret",
+}  # fmt: skip
+
+
+def _build(directory: Path) -> list[dict[str, Any]]:
+    """The objects `kubectl apply -k directory` applies: resources and components followed and
+    the image setting applied (the part of kustomize these files use, and nothing else)."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    assert set(kustomization) <= {"apiVersion", "kind", "resources", "components", "images"}
+    docs: list[dict[str, Any]] = []
+    for entry in kustomization.get("resources", []):
+        path = (directory / entry).resolve()
+        docs += _build(path) if path.is_dir() else _documents(path)
+    images = list(kustomization.get("images", []))
+    for entry in kustomization.get("components", []):
+        component = yaml.safe_load((directory / entry / "kustomization.yaml").read_text())
+        assert component["kind"] == "Component"
+        images += component["images"]
+    for image in images:
+        for container in (c for doc in docs for c in _containers(doc)):
+            if container["image"] == image["name"]:
+                container["image"] = f"{image['newName']}:{image['newTag']}"
+    return docs
+
+
+def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    template = doc.get("spec", {}).get("template")
+    return template["spec"]["containers"] if template else []
+
+
+def _kinds(docs: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(doc["kind"], doc["metadata"]["name"]) for doc in docs}
+
+
+def test_each_overlay_applies_the_whole_app_with_one_kind_of_autoscaler() -> None:
+    app = _kinds(_build(MANIFESTS / "base"))
+    roles = ("web", "worker", "agents", "beat")
+    assert {("Deployment", f"dualmcp-{role}") for role in roles} <= app
+    assert ("ConfigMap", "dualmcp-config") in app
+    for overlay, autoscaler in OVERLAYS.items():
+        kinds = _kinds(_build(MANIFESTS / "overlays" / overlay))
+        added = kinds - app
+        assert {kind for kind, _ in added} == {autoscaler}, overlay
+        assert {name for _, name in added} == {"dualmcp-worker", "dualmcp-agents"}, overlay
+
+
+def test_every_pod_runs_the_one_image_set_in_one_place() -> None:
+    setting = yaml.safe_load((MANIFESTS / "image" / "kustomization.yaml").read_text())
+    (image,) = setting["images"]
+    expected = f"{image['newName']}:{image['newTag']}"
+    for folder in (MANIFESTS / "overlays" / "hpa", MANIFESTS / "migrate"):
+        images = {c["image"] for doc in _build(folder) for c in _containers(doc)}
+        assert images == {expected}, folder
+
+
+def test_the_migration_brings_the_settings_it_runs_with() -> None:
+    assert _kinds(_build(MANIFESTS / "migrate")) == {
+        ("ConfigMap", "dualmcp-config"),
+        ("Job", "dualmcp-migrate"),
+    }
+
+
+def test_every_manifest_belongs_to_a_kustomization_and_none_applies_alone() -> None:
+    """`kubectl apply -f deploy/kubernetes/` used to apply both autoscalers at once: nothing is
+    left at the top, and every file but the secret example is reached from a kustomization."""
+    assert list(MANIFESTS.glob("*.yaml")) == []
+    reached: set[Path] = set()
+
+    def walk(directory: Path) -> None:
+        kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+        reached.add(directory / "kustomization.yaml")
+        for entry in kustomization.get("resources", []) + kustomization.get("components", []):
+            path = (directory / entry).resolve()
+            if path.is_dir():
+                walk(path)
+            else:
+                reached.add(path)
+
+    for folder in (MANIFESTS / "overlays" / "hpa", MANIFESTS / "overlays" / "keda"):
+        walk(folder)
+    walk(MANIFESTS / "migrate")
+    every = set(MANIFESTS.rglob("*.yaml")) - {MANIFESTS / "examples" / "secret.yaml"}
+    assert every - reached == set()
+
+
+def _restricted_problems(pod: dict[str, Any]) -> list[str]:
+    """What Pod Security Standards "restricted" (v1.31) refuses in a pod spec."""
+    problems = []
+    pod_context = pod.get("securityContext", {})
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(flag):
+            problems.append(flag)
+    for volume in pod.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= RESTRICTED_VOLUMES:
+            problems.append(f"volume {volume['name']}: {kinds}")
+    for container in pod["containers"] + pod.get("initContainers", []):
+        context = container.get("securityContext", {})
+        name = container["name"]
+        if context.get("privileged"):
+            problems.append(f"{name}: privileged")
+        if context.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: allowPrivilegeEscalation must be false")
+        capabilities = context.get("capabilities", {})
+        if "ALL" not in capabilities.get("drop", []):
+            problems.append(f"{name}: capabilities must drop ALL")
+        if set(capabilities.get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{name}: adds capabilities")
+        if not context.get("runAsNonRoot", pod_context.get("runAsNonRoot")):
+            problems.append(f"{name}: runAsNonRoot")
+        if context.get("runAsUser", pod_context.get("runAsUser")) == 0:
+            problems.append(f"{name}: runs as uid 0")
+        seccomp = context.get("seccompProfile", pod_context.get("seccompProfile", {}))
+        if seccomp.get("type") not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{name}: seccompProfile must be RuntimeDefault")
+        if any(port.get("hostPort") for port in container.get("ports", [])):
+            problems.append(f"{name}: hostPort")
+    return problems
+
+
+def test_every_pod_passes_pod_security_restricted() -> None:
+    pods = [
+        (doc["metadata"]["name"], doc["spec"]["template"]["spec"])
+        for folder in (MANIFESTS / "overlays" / "hpa", MANIFESTS / "migrate")
+        for doc in _build(folder)
+        if "template" in doc.get("spec", {})
+    ]
+    assert len(pods) == 5
+    assert {name: _restricted_problems(pod) for name, pod in pods} == {name: [] for name, _ in pods}
+
+
+def test_the_restricted_check_refuses_a_pod_without_seccomp() -> None:
+    pod = _pod(_all(), "dualmcp-web")
+    del pod["securityContext"]["seccompProfile"]
+    assert _restricted_problems(pod) == ["web: seccompProfile must be RuntimeDefault"]
