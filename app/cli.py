@@ -27,6 +27,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     create.add_argument("--scope", choices=["admin", "invoke", "read"], required=True)
     create.add_argument("--name", default="", help="what the key is for")
     keys_commands.add_parser(
+        "list", help="the stored keys: id, scope, name, created (never the keys themselves)"
+    )
+    revoke = keys_commands.add_parser("revoke", help="delete a stored key; it stops working")
+    revoke.add_argument("key", help="its id from `dualmcp keys list`, or the key itself")
+    keys_commands.add_parser(
         "new-encryption-key", help="print a new Fernet key for DUALMCP_ENCRYPTION_KEY"
     )
     keys_commands.add_parser(
@@ -61,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "keys" and args.keys_command == "create":
         return _create_key(args.scope, args.name)
+    if args.command == "keys" and args.keys_command == "list":
+        return _list_keys()
+    if args.command == "keys" and args.keys_command == "revoke":
+        return _revoke_key(args.key)
     if args.command == "keys" and args.keys_command == "new-encryption-key":
         from app.credentials.crypto import new_key
 
@@ -94,6 +103,45 @@ def _create_key(scope: str, name: str) -> int:
         key = create_key(session, scope, name)  # type: ignore[arg-type]
     engine.dispose()
     print(key)
+    return 0
+
+
+def _list_keys() -> int:
+    from app.apikeys import list_keys, parse_env_keys
+    from app.models import make_engine, make_session_factory
+
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            stored = list_keys(session)
+    finally:
+        engine.dispose()
+    print(f"{'ID':<14}{'SCOPE':<8}{'CREATED':<27}NAME")
+    for key in stored:
+        print(f"{key.key_id:<14}{key.scope:<8}{key.created_at.isoformat():<27}{key.name}")
+    from_env = len(parse_env_keys(settings.api_keys))
+    if from_env:
+        print(f"(and {from_env} key(s) from DUALMCP_API_KEYS, changed only there)")
+    return 0
+
+
+def _revoke_key(key_or_id: str) -> int:
+    from app.apikeys import revoke_key
+    from app.errors import Conflict, NotFound
+    from app.models import make_engine, make_session_factory
+
+    engine = make_engine(get_settings().database_url)
+    try:
+        with make_session_factory(engine).begin() as session:
+            revoked = revoke_key(session, key_or_id)
+    except (NotFound, Conflict) as exc:
+        print(f"nothing revoked: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    named = f", {revoked.name}" if revoked.name else ""
+    print(f"revoked {revoked.key_id} ({revoked.scope}{named})")
     return 0
 
 
