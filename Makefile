@@ -8,11 +8,14 @@
 #   make services  start PostgreSQL (127.0.0.1:55432) and Redis (127.0.0.1:56379)
 #   make test      install + services + lint + pytest, then stop services
 #                  (extra pytest args: make test PYTEST_ARGS='-k foo -x')
-#   make run       dualmcp standalone --demo
+#   make run       dualmcp standalone --demo (on another port: make run PORT=9000)
 #   make bench     python -m bench (extra args: make bench BENCH_ARGS=--quick)
 #   make clean     stop services, remove venv, state and caches
 
 VENV   ?= .venv
+# Where `make run` serves.
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export VENV
@@ -64,8 +67,9 @@ stop-services:
 test: install
 	.ci/test.sh $(PYTEST_ARGS)
 
+# A taken port is said in one line before anything is created: make run PORT=9000
 run: install
-	$(VENV)/bin/dualmcp standalone --demo
+	$(VENV)/bin/dualmcp standalone --demo --host $(HOST) --port $(PORT)
 
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)

@@ -80,7 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "standalone":
         from app import standalone as standalone_mode
 
-        standalone_mode.run(host=args.host, port=args.port, demo=args.demo)
+        try:
+            standalone_mode.run(host=args.host, port=args.port, demo=args.demo)
+        except standalone_mode.PortInUse as exc:
+            print(exc, file=sys.stderr)
+            return 1
         return 0
     if args.command == "healthcheck":
         # A short-lived process every 30 s: its metric files would pile up in the directory.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -172,8 +173,28 @@ def build(config: StandaloneConfig, demo: bool) -> Standalone:
     return Standalone(config, celery, make_runtime(settings, celery), web)
 
 
+class PortInUse(Exception):
+    """The port to serve on is taken: said before anything is created."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise PortInUse when `host:port` cannot be bound (the same way waitress binds it), so a
+    busy port is one line, not a traceback after the database and key files were made."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            other = port + 1000 if port < 64000 else port - 1000
+            raise PortInUse(
+                f"port {port} on {host} is in use ({exc.strerror}); pick another: "
+                f"make run PORT={other} (or dualmcp standalone --port {other})"
+            ) from None
+
+
 def run(host: str = "127.0.0.1", port: int = 8000, demo: bool = False) -> None:
-    """Serve until interrupted."""
+    """Serve until interrupted; PortInUse before anything is created when the port is taken."""
+    check_port_free(host, port)
     config = standalone_config(host, port, demo)
     settings = config.settings
     # Warnings only unless asked: the demo's printout is what a person reads here.

@@ -281,3 +281,35 @@ def test_standalone_mode_uses_its_in_memory_broker_whatever_the_environment_name
         celery.close()
 
     assert (transport, backend) == ("memory", "CacheBackend")
+
+
+def test_a_taken_port_is_one_line_before_any_file_is_made(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", "standalone", "--demo", f"--port={port}"],
+            cwd=tmp_path,
+            env={k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert f"port {port} on 127.0.0.1 is in use" in line and "make run PORT=" in line
+    assert list(tmp_path.iterdir()) == []  # no dualmcp.db, no dualmcp.key
+
+
+def test_make_run_serves_on_the_port_it_is_given() -> None:
+    planned = subprocess.run(
+        ["make", "-n", "run", "PORT=9123"],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert planned.returncode == 0, planned.stderr
+    assert "dualmcp standalone --demo --host 127.0.0.1 --port 9123" in planned.stdout
