@@ -6,7 +6,7 @@
 #   .ci/services.sh env      print the export lines for DATABASE_URL / REDIS_URL
 #   .ci/services.sh status   say what is running
 #   .ci/services.sh clean    stop, then delete all state
-#   .ci/services.sh tools    install the other tools the suite runs (docker-compose)
+#   .ci/services.sh tools    install the other tools the suite runs (docker-compose, promtool)
 #   .ci/services.sh restart postgres|redis   stop and start one of them (fault tests)
 #
 # Both listen on 127.0.0.1 only, on non-default ports so they never clash with a
@@ -370,6 +370,8 @@ cmd_restart() {
 
 cmd_tools() {
     command -v docker-compose >/dev/null || apt_install docker-compose
+    # tests/deploy check deploy/prometheus/alerts.yml with promtool (not the server's recommends).
+    command -v promtool >/dev/null || apt_install --no-install-recommends prometheus
 }
 
 cmd_env() {
