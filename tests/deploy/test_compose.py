@@ -117,6 +117,32 @@ def test_flower_listens_on_localhost_only_by_default(compose: dict[str, Any]) ->
     assert compose["services"]["flower"]["ports"][0].startswith("127.0.0.1:")
 
 
+def test_flower_asks_for_the_basic_auth_of_the_settings(compose: dict[str, Any]) -> None:
+    flower = compose["services"]["flower"]
+    example = re.search(r"^FLOWER_BASIC_AUTH=(.+)$", (REPO / ".env.example").read_text(), re.M)
+    assert example is not None
+    assert flower["environment"]["FLOWER_BASIC_AUTH"] == example.group(1)
+    assert "http://127.0.0.1:5555/healthcheck" in " ".join(flower["healthcheck"]["test"])
+
+
+def test_compose_refuses_to_start_flower_without_its_password(tmp_path: Path) -> None:
+    example = (REPO / ".env.example").read_text()
+    without = re.sub(r"^FLOWER_BASIC_AUTH=.*$", "", example, flags=re.M)
+    (tmp_path / "without.env").write_text(without)
+    tool = shutil.which("docker-compose")
+    assert tool is not None
+    result = subprocess.run(
+        [tool, "--env-file", str(tmp_path / "without.env"), "-f", "docker-compose.yml", "config"],
+        cwd=REPO,
+        env={**os.environ, "DUALMCP_ENV_FILE": ".env.example"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "set FLOWER_BASIC_AUTH=user:password in .env" in result.stderr
+
+
 def test_the_app_containers_log_json_and_share_metrics_across_processes(
     compose: dict[str, Any],
 ) -> None:
