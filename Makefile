@@ -10,6 +10,8 @@
 #                  (extra pytest args: make test PYTEST_ARGS='-k foo -x')
 #   make run       dualmcp standalone --demo (on another port: make run PORT=9000)
 #   make bench     python -m bench (extra args: make bench BENCH_ARGS=--quick)
+#   make screenshots  the runs page and a run page, from the browser tests, in docs/screenshots
+#   make settings-docs  .env.example and docs/configuration.md's tables, from app/config.py
 #   make clean     stop services, remove venv, state and caches
 
 VENV   ?= .venv
@@ -23,7 +25,7 @@ export VENV
 # apt-get needs root; use sudo when we are not root (only if python3-venv is missing).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install lock lint services stop-services test run bench clean
+.PHONY: install lock lint services stop-services test run bench screenshots settings-docs clean
 
 install: $(STAMP)
 
@@ -73,6 +75,17 @@ run: install
 
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The browser tests (tests/ui) against the real stack, keeping their screenshots; the services
+# (and Debian's chromium, `tools`) as `make test` has them, stopped again afterwards.
+screenshots: install
+	.ci/services.sh start && .ci/services.sh tools && eval "$$(.ci/services.sh env)" && \
+	  DUALMCP_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(VENV)/bin/pytest tests/ui/test_browser.py -q; \
+	  rc=$$?; .ci/services.sh stop; exit $$rc
+
+# .env.example and the tables of docs/configuration.md are generated: edit app/config.py.
+settings-docs: install
+	$(PY) -m app.settings_reference --write
 
 clean:
 	-.ci/services.sh clean

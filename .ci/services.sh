@@ -6,7 +6,8 @@
 #   .ci/services.sh env      print the export lines for DATABASE_URL / REDIS_URL
 #   .ci/services.sh status   say what is running
 #   .ci/services.sh clean    stop, then delete all state
-#   .ci/services.sh tools    install the other tools the suite runs (docker-compose, promtool)
+#   .ci/services.sh tools    install the other tools the suite runs (docker-compose, promtool, and
+#                            Debian's chromium for the browser tests of tests/ui)
 #   .ci/services.sh restart postgres|redis   stop and start one of them (fault tests)
 #
 # Both listen on 127.0.0.1 only, on non-default ports so they never clash with a
@@ -372,6 +373,8 @@ cmd_tools() {
     command -v docker-compose >/dev/null || apt_install docker-compose
     # tests/deploy check deploy/prometheus/alerts.yml with promtool (not the server's recommends).
     command -v promtool >/dev/null || apt_install --no-install-recommends prometheus
+    # tests/ui drive it with Playwright (`playwright install` cannot download a browser here).
+    command -v chromium >/dev/null || apt_install chromium fonts-dejavu-core
 }
 
 cmd_env() {

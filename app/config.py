@@ -1,15 +1,19 @@
 """Settings from environment variables: one object, read once per process.
 
-Every variable is listed in docs/configuration.md. Prefixed ones are `DUALMCP_*`; the names
-of outside services keep their usual names (DATABASE_URL, REDIS_URL, SMTP_URL, ...).
+Prefixed ones are `DUALMCP_*`; the names of outside services keep their usual names
+(DATABASE_URL, REDIS_URL, SMTP_URL, ...). Each field's `description` (and, where the default
+alone would mislead, its `docs_default`) is the one text about it: app/settings_reference.py
+renders docs/configuration.md's table and `.env.example` from this class (issue 16).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
+from pydantic.config import JsonDict
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,165 +21,491 @@ def _env(name: str) -> AliasChoices:
     return AliasChoices(name)
 
 
+def _docs_default(text: str) -> JsonDict:
+    """What the docs' default column says instead of the bare value: what an empty default
+    means, or a note after the value (which it must begin with, so a changed default shows)."""
+    return {"docs_default": text}
+
+
+@dataclass(frozen=True)
+class Section:
+    """A group of settings, as docs/configuration.md and `.env.example` show them."""
+
+    title: str
+    note: str
+    fields: tuple[str, ...]
+
+
+#: The groups, in order; each field of `Settings` is in exactly one (tests check it).
+SECTIONS: tuple[Section, ...] = (
+    Section(
+        "services",
+        "docker-compose.yml sets these; set them yourself anywhere else.",
+        ("database_url", "redis_url", "celery_broker_url", "celery_result_backend", "cache_url"),
+    ),
+    Section(
+        "access",
+        "Who may call the API, and what the nodes' HTTP calls may reach.",
+        (
+            "api_keys",
+            "encryption_key",
+            "max_body_bytes",
+            "public_base_url",
+            "http_allowlist",
+            "http_max_response_bytes",
+        ),
+    ),
+    Section(
+        "execution",
+        "How nodes are queued, leased, timed out and handed back.",
+        (
+            "visibility_timeout",
+            "max_queue_depth",
+            "default_node_timeout_s",
+            "lease_grace_s",
+            "sweep_interval_s",
+            "pending_republish_s",
+            "max_redeliveries",
+            "schedule_interval_s",
+            "soft_shutdown_timeout_s",
+        ),
+    ),
+    Section(
+        "run events",
+        "The stream of `GET /api/runs/<id>/events` (docs/api.md: Watching a run).",
+        ("run_events_max_streams", "run_events_max_s"),
+    ),
+    Section(
+        "operations",
+        "Logs and metrics (docs/operations.md).",
+        ("log_format", "log_level", "worker_metrics_port", "worker_metrics_addr"),
+    ),
+    Section(
+        "agents and LLM providers",
+        "Provider keys are never printed or logged.",
+        (
+            "openai_api_key",
+            "openai_base_url",
+            "anthropic_api_key",
+            "anthropic_base_url",
+            "llm_timeout_s",
+            "llm_max_retries",
+            "agent_memory_turns",
+            "agent_memory_ttl_s",
+            "agent_config_ttl_s",
+            "agent_reply_wait_s",
+            "agent_max_tool_calls",
+            "agent_tool_timeout_s",
+            "agent_turn_deadline_s",
+            "agent_tool_result_max_chars",
+        ),
+    ),
+    Section(
+        "the MCP endpoint",
+        "Serving workflows and agents as tools at `/mcp` (docs/api.md: The MCP endpoint).",
+        ("mcp_wait_s", "mcp_allowed_origins"),
+    ),
+    Section(
+        "webhooks",
+        "The webhook door (docs/api.md: Webhook triggers).",
+        (
+            "delivery_log_days",
+            "webhook_refusals_per_address",
+            "webhook_refusals_per_workflow",
+            "webhook_refusal_window_s",
+            "proxy_hops",
+        ),
+    ),
+    Section(
+        "email and SMS",
+        "With neither `SMTP_URL` nor `TWILIO_*` set, email and SMS nodes store their messages "
+        "in the outbox (`GET /api/outbox`) instead of sending them. Secrets are never printed "
+        "or logged.",
+        (
+            "smtp_url",
+            "smtp_from",
+            "twilio_account_sid",
+            "twilio_auth_token",
+            "twilio_from_number",
+            "twilio_api_base",
+        ),
+    ),
+)
+
+
 class Settings(BaseSettings):
     """What a web process, a worker and beat need to know about their surroundings."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # A `.env` in the working directory fills what the environment does not set (compose's
+    # file works for `make run` and for the roles run by hand); the environment wins.
+    model_config = SettingsConfigDict(
+        extra="ignore", populate_by_name=True, env_file=".env", env_file_encoding="utf-8"
+    )
 
-    #: PostgreSQL in production (postgresql+psycopg://...); sqlite:///... in standalone mode.
-    database_url: str = Field("sqlite:///dualmcp.db", validation_alias=_env("DATABASE_URL"))
-    #: Redis: the Celery broker and the agent-memory cache.
-    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL"))
-    #: Comma-separated `scope:key` pairs (scope admin or read); `dualmcp keys create` stores more.
-    api_keys: str = Field("", validation_alias=_env("DUALMCP_API_KEYS"))
-    #: Largest request body the front end reads, in bytes (413 past it).
-    max_body_bytes: int = Field(1024 * 1024, validation_alias=_env("DUALMCP_MAX_BODY_BYTES"))
-    #: Overrides the broker alone (memory:// in standalone mode).
-    celery_broker_url: str | None = Field(None, validation_alias=_env("CELERY_BROKER_URL"))
-    #: Hosts or CIDRs that HTTP-calling nodes may reach although private or loopback.
-    http_allowlist: str = Field("", validation_alias=_env("DUALMCP_HTTP_ALLOWLIST"))
-    #: Largest response body an HTTP-calling node reads, in bytes.
+    # --- services ---
+    database_url: str = Field(
+        "sqlite:///dualmcp.db",
+        validation_alias=_env("DATABASE_URL"),
+        description="PostgreSQL (`postgresql+psycopg://user:pass@host/db`) in production; "
+        "`sqlite:///...` in standalone mode",
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        validation_alias=_env("REDIS_URL"),
+        description="Redis: the Celery broker and the agent cache",
+    )
+    celery_broker_url: str | None = Field(
+        None,
+        validation_alias=_env("CELERY_BROKER_URL"),
+        description="overrides the broker alone (`memory://` in standalone mode)",
+        json_schema_extra=_docs_default("(REDIS_URL)"),
+    )
+    celery_result_backend: str | None = Field(
+        None,
+        validation_alias=_env("CELERY_RESULT_BACKEND"),
+        description="where the agent task's replies wait for the front end (Celery's result "
+        "backend; `cache+memory://` in standalone). Node tasks store no results: PostgreSQL "
+        "has them",
+        json_schema_extra=_docs_default("(REDIS_URL)"),
+    )
+    cache_url: str | None = Field(
+        None,
+        validation_alias=_env("DUALMCP_CACHE_URL"),
+        description="the cache of agent configs and memory; `memory://` keeps it in-process "
+        "(standalone without Redis)",
+        json_schema_extra=_docs_default("(REDIS_URL)"),
+    )
+
+    # --- access ---
+    api_keys: str = Field(
+        "",
+        validation_alias=_env("DUALMCP_API_KEYS"),
+        description="`scope:key` pairs, comma-separated; scope `admin`, `invoke` or `read`. "
+        "`dualmcp keys create` stores more in the database",
+    )
+    encryption_key: SecretStr | None = Field(
+        None,
+        validation_alias=_env("DUALMCP_ENCRYPTION_KEY"),
+        description="Fernet keys for stored credentials, comma-separated: the first encrypts, "
+        "every one decrypts (rotation: `dualmcp keys rotate-encryption`). Web, workers and beat "
+        "refuse to start without one; `dualmcp keys new-encryption-key` makes one",
+        json_schema_extra=_docs_default("(required; standalone: `./dualmcp.key`)"),
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        validation_alias=_env("DUALMCP_MAX_BODY_BYTES"),
+        description="largest request body the front end reads, in bytes (413 past it)",
+    )
+    public_base_url: str | None = Field(
+        None,
+        validation_alias=_env("DUALMCP_PUBLIC_BASE_URL"),
+        description="the URL senders reach the web at (`https://dualmcp.example.com`, with any "
+        "path prefix): Twilio signs the URL it posted to, which behind a proxy is not the "
+        "request's own",
+        json_schema_extra=_docs_default("(the request's URL)"),
+    )
+    http_allowlist: str = Field(
+        "",
+        validation_alias=_env("DUALMCP_HTTP_ALLOWLIST"),
+        description="hosts or CIDRs, comma-separated, that HTTP-calling nodes may reach although "
+        "private or loopback",
+    )
     http_max_response_bytes: int = Field(
-        10 * 1024 * 1024, validation_alias=_env("DUALMCP_HTTP_MAX_RESPONSE_BYTES")
+        10 * 1024 * 1024,
+        validation_alias=_env("DUALMCP_HTTP_MAX_RESPONSE_BYTES"),
+        description="largest response body an HTTP-calling node reads, in bytes",
     )
-    #: Seconds before the Redis broker hands an unacknowledged message to another worker.
-    visibility_timeout: int = Field(3600, validation_alias=_env("DUALMCP_VISIBILITY_TIMEOUT"))
-    #: Admission control: queued node messages past which new runs are refused (front end);
-    #: about sustained runs/s x the queueing delay you accept.
-    max_queue_depth: int = Field(200, validation_alias=_env("DUALMCP_MAX_QUEUE_DEPTH"))
-    #: Node timeout when a node names none, in seconds.
-    default_node_timeout_s: float = Field(300.0, validation_alias=_env("DUALMCP_NODE_TIMEOUT_S"))
-    #: A lease lasts the node's timeout plus this grace, in seconds.
-    lease_grace_s: float = Field(30.0, validation_alias=_env("DUALMCP_LEASE_GRACE_S"))
-    #: How often beat runs the sweeper, in seconds.
-    sweep_interval_s: float = Field(5.0, validation_alias=_env("DUALMCP_SWEEP_INTERVAL_S"))
-    #: A pending node not picked up within this many seconds is published again: the backstop
-    #: for a message lost in the broker. Long, because under a backlog a queued message is merely
-    #: late, and republishing it would duplicate the backlog; a failed publish is marked
-    #: (published_at NULL) and republished on the next sweep instead.
-    pending_republish_s: float = Field(120.0, validation_alias=_env("DUALMCP_PENDING_REPUBLISH_S"))
-    #: How many times a node may lose its worker before the run fails (celery#9082).
-    max_redeliveries: int = Field(3, validation_alias=_env("DUALMCP_MAX_REDELIVERIES"))
 
-    # Operations (docs/operations.md).
-    #: `json` (one object per line, for log shippers) or `text` (for people).
-    log_format: Literal["json", "text"] = Field("text", validation_alias=_env("DUALMCP_LOG_FORMAT"))
-    #: The root log level of web, worker and beat (a worker's --loglevel wins).
-    log_level: str = Field("INFO", validation_alias=_env("DUALMCP_LOG_LEVEL"))
-    #: How often beat looks for due `schedule` triggers, in seconds.
+    # --- execution ---
+    visibility_timeout: int = Field(
+        3600,
+        validation_alias=_env("DUALMCP_VISIBILITY_TIMEOUT"),
+        description="seconds before the Redis broker hands an unacknowledged message to another "
+        "worker; keep it above the longest node timeout. A killed worker's messages run again "
+        "within about this plus a tenth of it (at most 10 s more)",
+    )
+    max_queue_depth: int = Field(
+        200,
+        validation_alias=_env("DUALMCP_MAX_QUEUE_DEPTH"),
+        description="admission control: past this many queued node messages, new runs get 503 "
+        "+ `Retry-After`; size it as sustained runs/s x the queueing delay you accept (the "
+        "default: about 2 s on one 2-core worker)",
+    )
+    default_node_timeout_s: float = Field(
+        300.0,
+        validation_alias=_env("DUALMCP_NODE_TIMEOUT_S"),
+        description="timeout of a node that names none, in seconds",
+    )
+    lease_grace_s: float = Field(
+        30.0,
+        validation_alias=_env("DUALMCP_LEASE_GRACE_S"),
+        description="a lease lasts the node's timeout plus this grace, in seconds",
+    )
+    sweep_interval_s: float = Field(
+        5.0,
+        validation_alias=_env("DUALMCP_SWEEP_INTERVAL_S"),
+        description="how often beat runs the sweeper, in seconds",
+    )
+    pending_republish_s: float = Field(
+        120.0,
+        validation_alias=_env("DUALMCP_PENDING_REPUBLISH_S"),
+        description="a pending node not picked up within this many seconds is published again: "
+        "the backstop for a message lost in the broker. Long, because under a backlog a queued "
+        "message is merely late and republishing it would double the backlog; a failed publish "
+        "is marked and republished on the next sweep instead",
+    )
+    max_redeliveries: int = Field(
+        3,
+        validation_alias=_env("DUALMCP_MAX_REDELIVERIES"),
+        description="how many times a node may lose its worker before the run fails (celery#9082)",
+    )
     schedule_interval_s: float = Field(
-        10.0, gt=0, validation_alias=_env("DUALMCP_SCHEDULE_INTERVAL_S")
+        10.0,
+        gt=0,
+        validation_alias=_env("DUALMCP_SCHEDULE_INTERVAL_S"),
+        description="how often beat looks for due `schedule` triggers, in seconds",
     )
-    #: Seconds a SIGTERMed worker lets its running nodes finish before handing them back
-    #: (Celery's worker_soft_shutdown_timeout); keep the stop grace period above it.
     soft_shutdown_timeout_s: float = Field(
-        60.0, ge=0, validation_alias=_env("DUALMCP_SOFT_SHUTDOWN_TIMEOUT_S")
+        60.0,
+        ge=0,
+        validation_alias=_env("DUALMCP_SOFT_SHUTDOWN_TIMEOUT_S"),
+        description="after SIGTERM, seconds a worker lets its running nodes finish before "
+        "handing them back (Celery's `worker_soft_shutdown_timeout`); keep the stop grace "
+        "period above it",
     )
-    #: Port on which a worker serves /metrics (0: off); its prefork children's metrics are
-    #: included when PROMETHEUS_MULTIPROC_DIR is set.
-    worker_metrics_port: int = Field(0, ge=0, validation_alias=_env("DUALMCP_WORKER_METRICS_PORT"))
-    #: Address the worker's metrics port listens on.
+
+    # --- run events ---
+    run_events_max_streams: int = Field(
+        2,
+        ge=0,
+        validation_alias=_env("DUALMCP_RUN_EVENTS_MAX_STREAMS"),
+        description="streams of `GET /api/runs/<id>/events` one web process serves at once; past "
+        "it 503 + `Retry-After`. Each holds a gunicorn thread: keep it below `--threads` "
+        "(compose: 4). 0 turns streams off (clients poll `GET /api/runs/<id>` with "
+        "`If-None-Match`)",
+    )
+    run_events_max_s: float = Field(
+        300.0,
+        gt=0,
+        validation_alias=_env("DUALMCP_RUN_EVENTS_MAX_S"),
+        description="seconds one stream lasts at most; then it closes and the client reconnects",
+    )
+
+    # --- operations ---
+    log_format: Literal["json", "text"] = Field(
+        "text",
+        validation_alias=_env("DUALMCP_LOG_FORMAT"),
+        description="`json`: one JSON object per line with `run_id`, `node_id`, `workflow_id` "
+        "(for log shippers; the image and compose set it); `text` for people. Secrets are "
+        "masked in both",
+        json_schema_extra=_docs_default("`text` (`json` in the image and in compose)"),
+    )
+    log_level: str = Field(
+        "INFO",
+        validation_alias=_env("DUALMCP_LOG_LEVEL"),
+        description="the root log level of web, worker and beat (a worker's `--loglevel` wins)",
+    )
+    worker_metrics_port: int = Field(
+        0,
+        ge=0,
+        validation_alias=_env("DUALMCP_WORKER_METRICS_PORT"),
+        description="port on which a worker serves Prometheus `/metrics` (0: off; compose sets "
+        "9808); its prefork children's metrics are included when `PROMETHEUS_MULTIPROC_DIR` is "
+        "set",
+        json_schema_extra=_docs_default("0 (off; 9808 in compose)"),
+    )
     worker_metrics_addr: str = Field(
-        "0.0.0.0", validation_alias=_env("DUALMCP_WORKER_METRICS_ADDR")
+        "0.0.0.0",
+        validation_alias=_env("DUALMCP_WORKER_METRICS_ADDR"),
+        description="the address the worker's metrics port listens on",
     )
 
-    # Agents and LLM providers (DESIGN.md: Agents). Keys are SecretStr: never printed or logged.
-    #: The OpenAI key; an agent whose llm_config names a base_url may do without one.
-    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
-    #: Any OpenAI-compatible server (set by ops, so not SSRF-checked); empty means api.openai.com.
-    openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
-    anthropic_api_key: SecretStr | None = Field(None, validation_alias=_env("ANTHROPIC_API_KEY"))
-    anthropic_base_url: str | None = Field(None, validation_alias=_env("ANTHROPIC_BASE_URL"))
-    #: Seconds one LLM request may take (each attempt).
-    llm_timeout_s: float = Field(60.0, gt=0, validation_alias=_env("DUALMCP_LLM_TIMEOUT_S"))
-    #: Retries of a 429, 5xx, timeout or connection error, with exponential backoff (the SDKs').
-    llm_max_retries: int = Field(3, ge=0, validation_alias=_env("DUALMCP_LLM_MAX_RETRIES"))
-    #: The cache of agent configs and memory: empty means REDIS_URL; `memory://` is in-process
-    #: (standalone mode without Redis).
-    cache_url: str | None = Field(None, validation_alias=_env("DUALMCP_CACHE_URL"))
-    #: Whole turns (a message and its reply) an agent remembers verbatim per session; older
-    #: turns are folded into the session's rolling summary.
-    agent_memory_turns: int = Field(10, ge=1, validation_alias=_env("DUALMCP_AGENT_MEMORY_TURNS"))
-    #: Seconds a session's cached memory lives in Redis after its last use (PostgreSQL keeps it).
+    # --- agents and LLM providers ---
+    openai_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=_env("OPENAI_API_KEY"),
+        description="the `openai` provider's key (an agent whose `llm_config` names a "
+        "`base_url` may do without one)",
+    )
+    openai_base_url: str | None = Field(
+        None,
+        validation_alias=_env("OPENAI_BASE_URL"),
+        description="any OpenAI-compatible server, for every agent without a `base_url` (set by "
+        "ops, so not SSRF-checked)",
+        json_schema_extra=_docs_default("(api.openai.com)"),
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=_env("ANTHROPIC_API_KEY"),
+        description="the `anthropic` provider's key",
+    )
+    anthropic_base_url: str | None = Field(
+        None,
+        validation_alias=_env("ANTHROPIC_BASE_URL"),
+        description="an Anthropic-compatible server (set by ops, so not SSRF-checked)",
+        json_schema_extra=_docs_default("(api.anthropic.com)"),
+    )
+    llm_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        validation_alias=_env("DUALMCP_LLM_TIMEOUT_S"),
+        description="seconds one LLM request may take (each attempt)",
+    )
+    llm_max_retries: int = Field(
+        3,
+        ge=0,
+        validation_alias=_env("DUALMCP_LLM_MAX_RETRIES"),
+        description="retries of a 429, 5xx, timeout or connection error, with exponential "
+        "backoff (the SDKs')",
+    )
+    agent_memory_turns: int = Field(
+        10,
+        ge=1,
+        validation_alias=_env("DUALMCP_AGENT_MEMORY_TURNS"),
+        description="whole turns (a message and its reply) an agent remembers verbatim per "
+        "session; older turns are folded into the session's rolling summary",
+    )
     agent_memory_ttl_s: int = Field(
-        86_400, ge=1, validation_alias=_env("DUALMCP_AGENT_MEMORY_TTL_S")
+        86_400,
+        ge=1,
+        validation_alias=_env("DUALMCP_AGENT_MEMORY_TTL_S"),
+        description="seconds a session's memory stays cached in Redis after its last use "
+        "(PostgreSQL keeps it)",
     )
-    #: Seconds an agent's config stays cached (updates and deletes invalidate it at once).
-    agent_config_ttl_s: int = Field(300, ge=1, validation_alias=_env("DUALMCP_AGENT_CONFIG_TTL_S"))
-    #: Seconds POST /api/mcp/process waits for the worker before answering 202 with a status URL.
+    agent_config_ttl_s: int = Field(
+        300,
+        ge=1,
+        validation_alias=_env("DUALMCP_AGENT_CONFIG_TTL_S"),
+        description="seconds an agent's config stays cached (updates and deletes drop it at once)",
+    )
     agent_reply_wait_s: float = Field(
-        30.0, ge=0, validation_alias=_env("DUALMCP_AGENT_REPLY_WAIT_S")
+        30.0,
+        ge=0,
+        validation_alias=_env("DUALMCP_AGENT_REPLY_WAIT_S"),
+        description="seconds `POST /api/mcp/process` waits for the worker's reply before "
+        "answering 202 with a status URL",
     )
-    #: Tool calls one agent turn may make before it is stopped with `"stopped": "max_tool_calls"`.
     agent_max_tool_calls: int = Field(
-        8, ge=0, validation_alias=_env("DUALMCP_AGENT_MAX_TOOL_CALLS")
+        8,
+        ge=0,
+        validation_alias=_env("DUALMCP_AGENT_MAX_TOOL_CALLS"),
+        description="tool calls one agent turn may make; past it the turn ends with "
+        '`"stopped": "max_tool_calls"`',
     )
-    #: Seconds one tool call may take (a workflow's run, a remote MCP tool) before the model is
-    #: told it timed out.
     agent_tool_timeout_s: float = Field(
-        30.0, gt=0, validation_alias=_env("DUALMCP_AGENT_TOOL_TIMEOUT_S")
+        30.0,
+        gt=0,
+        validation_alias=_env("DUALMCP_AGENT_TOOL_TIMEOUT_S"),
+        description="seconds one tool call (a workflow's run, a remote MCP tool) may take; the "
+        "model hears of a timeout as an error result",
     )
-    #: Seconds a whole turn with tools may take; past it the turn ends `"stopped": "deadline"`.
     agent_turn_deadline_s: float = Field(
-        120.0, gt=0, validation_alias=_env("DUALMCP_AGENT_TURN_DEADLINE_S")
+        120.0,
+        gt=0,
+        validation_alias=_env("DUALMCP_AGENT_TURN_DEADLINE_S"),
+        description="seconds a whole turn with tools may take; past it the turn ends with "
+        '`"stopped": "deadline"`',
     )
-    #: Longest tool result kept in memory and given back to the model, in characters.
     agent_tool_result_max_chars: int = Field(
-        16_000, ge=100, validation_alias=_env("DUALMCP_AGENT_TOOL_RESULT_MAX_CHARS")
+        16_000,
+        ge=100,
+        validation_alias=_env("DUALMCP_AGENT_TOOL_RESULT_MAX_CHARS"),
+        description="longest tool result kept in memory and given back to the model, in characters",
     )
-    #: Where the agent task's replies wait for the front end (Celery result backend; REDIS_URL
-    #: when empty). Node tasks store no results: PostgreSQL has them.
-    celery_result_backend: str | None = Field(None, validation_alias=_env("CELERY_RESULT_BACKEND"))
 
-    # Serving tools over MCP (docs/api.md: The MCP endpoint).
-    #: Seconds a tool call at /mcp waits for its run or agent reply; one still running then is
-    #: answered with its run id, for `get_run`. Keep it under MCP clients' timeouts (often 60 s).
-    mcp_wait_s: float = Field(20.0, ge=0, validation_alias=_env("DUALMCP_MCP_WAIT_S"))
-    #: Comma-separated origins (`https://app.example.com`) whose browser pages may call /mcp; a
-    #: request with any other Origin header is refused (403). Non-browser clients send none.
-    mcp_allowed_origins: str = Field("", validation_alias=_env("DUALMCP_MCP_ALLOWED_ORIGINS"))
+    # --- the MCP endpoint ---
+    mcp_wait_s: float = Field(
+        20.0,
+        ge=0,
+        validation_alias=_env("DUALMCP_MCP_WAIT_S"),
+        description="seconds a tool call at `/mcp` waits for its run (or an agent's reply); one "
+        "still running is answered with its `run_id`, for the `get_run` tool. Keep it below MCP "
+        "clients' timeouts (often 60 seconds)",
+    )
+    mcp_allowed_origins: str = Field(
+        "",
+        validation_alias=_env("DUALMCP_MCP_ALLOWED_ORIGINS"),
+        description="origins (`https://app.example.com`), comma-separated, whose browser pages "
+        "may call `/mcp`; a request with any other `Origin` header gets 403 (clients that are "
+        "not browsers send none)",
+    )
 
-    # The webhook door (docs/api.md: Webhook triggers; issue 13, section 4).
-    #: Days the delivery log (GET /api/workflows/<id>/deliveries) shows; older refusals are
-    #: deleted. Accepted deliveries are trigger_events rows, kept for idempotency regardless.
-    delivery_log_days: float = Field(7.0, gt=0, validation_alias=_env("DUALMCP_DELIVERY_LOG_DAYS"))
-    #: Refused webhook deliveries one source address may cause per window before its requests
-    #: are answered 429 without a signature check (0: no limit).
+    # --- webhooks ---
+    delivery_log_days: float = Field(
+        7.0,
+        gt=0,
+        validation_alias=_env("DUALMCP_DELIVERY_LOG_DAYS"),
+        description="days `GET /api/workflows/<id>/deliveries` shows; older refused deliveries "
+        "are deleted (accepted ones are `trigger_events` rows, kept for idempotency)",
+    )
     webhook_refusals_per_address: int = Field(
-        20, ge=0, validation_alias=_env("DUALMCP_WEBHOOK_REFUSALS_PER_ADDRESS")
+        20,
+        ge=0,
+        validation_alias=_env("DUALMCP_WEBHOOK_REFUSALS_PER_ADDRESS"),
+        description="refused webhook deliveries (signature not holding) one source address may "
+        "cause per window before its webhook requests get 429 + `Retry-After` without a "
+        "signature check; 0: no limit",
     )
-    #: The same per workflow, whatever the address (0: no limit).
     webhook_refusals_per_workflow: int = Field(
-        100, ge=0, validation_alias=_env("DUALMCP_WEBHOOK_REFUSALS_PER_WORKFLOW")
+        100,
+        ge=0,
+        validation_alias=_env("DUALMCP_WEBHOOK_REFUSALS_PER_WORKFLOW"),
+        description="the same per workflow, whatever the address; 0: no limit",
     )
-    #: The window of those two limits, in seconds (fixed windows, counted in Redis).
     webhook_refusal_window_s: int = Field(
-        60, ge=1, validation_alias=_env("DUALMCP_WEBHOOK_REFUSAL_WINDOW_S")
+        60,
+        ge=1,
+        validation_alias=_env("DUALMCP_WEBHOOK_REFUSAL_WINDOW_S"),
+        description="the window of those two limits, in seconds (fixed windows, counted in the "
+        "broker's Redis; in the process with an in-memory broker)",
     )
-    #: Reverse proxies in front of the web whose X-Forwarded-For is trusted (werkzeug's
-    #: ProxyFix); 0 takes the peer's address. Behind one proxy, 1: otherwise every sender
-    #: shares the proxy's address and its refusal limit.
-    proxy_hops: int = Field(0, ge=0, validation_alias=_env("DUALMCP_PROXY_HOPS"))
-    #: The URL senders reach the web at (`https://dualmcp.example.com`, with any path prefix):
-    #: Twilio signs the URL it posted to, which behind a proxy is not the request's own. Empty:
-    #: the request's URL.
-    public_base_url: str | None = Field(None, validation_alias=_env("DUALMCP_PUBLIC_BASE_URL"))
+    proxy_hops: int = Field(
+        0,
+        ge=0,
+        validation_alias=_env("DUALMCP_PROXY_HOPS"),
+        description="reverse proxies in front of the web whose `X-Forwarded-For` is trusted for "
+        "the sender's address (werkzeug's ProxyFix); 0 takes the peer's address. Behind one "
+        "proxy or an ingress, 1: otherwise every sender shares the proxy's address and its "
+        "refusal limit",
+    )
 
-    # Messaging and credentials (docs/workflows.md: Email, SMS and the outbox). Secrets are
-    # SecretStr: never printed or logged. With neither SMTP_URL nor TWILIO_* set, email and SMS
-    # nodes store their messages in the outbox (GET /api/outbox) instead of sending them.
-    #: Fernet keys, comma-separated: the first encrypts, every one decrypts (rotation).
-    encryption_key: SecretStr | None = Field(None, validation_alias=_env("DUALMCP_ENCRYPTION_KEY"))
-    #: smtp://user:pass@host:port (STARTTLS when the server offers it) or smtps:// (TLS).
-    smtp_url: SecretStr | None = Field(None, validation_alias=_env("SMTP_URL"))
-    #: The sender of every email (From), e.g. `Sales <sales@example.com>`.
-    smtp_from: str | None = Field(None, validation_alias=_env("SMTP_FROM"))
-    twilio_account_sid: str | None = Field(None, validation_alias=_env("TWILIO_ACCOUNT_SID"))
-    twilio_auth_token: SecretStr | None = Field(None, validation_alias=_env("TWILIO_AUTH_TOKEN"))
-    #: The sender of SMS messages (E.164) when a node names none.
-    twilio_from_number: str | None = Field(None, validation_alias=_env("TWILIO_FROM_NUMBER"))
-    #: A Twilio-compatible server (set by ops, so trusted); empty means https://api.twilio.com.
-    twilio_api_base: str | None = Field(None, validation_alias=_env("TWILIO_API_BASE"))
+    # --- email and SMS ---
+    smtp_url: SecretStr | None = Field(
+        None,
+        validation_alias=_env("SMTP_URL"),
+        description="`smtp://user:pass@host:port` (STARTTLS when the server offers it) or "
+        "`smtps://...` (TLS)",
+        json_schema_extra=_docs_default("(empty: the outbox)"),
+    )
+    smtp_from: str | None = Field(
+        None,
+        validation_alias=_env("SMTP_FROM"),
+        description="the sender of every email (From), e.g. `Sales <sales@example.com>`",
+        json_schema_extra=_docs_default("(the SMTP user when it is an address)"),
+    )
+    twilio_account_sid: str | None = Field(
+        None,
+        validation_alias=_env("TWILIO_ACCOUNT_SID"),
+        description="the Twilio account of `twilio_sms` nodes",
+        json_schema_extra=_docs_default("(empty: the outbox)"),
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        None,
+        validation_alias=_env("TWILIO_AUTH_TOKEN"),
+        description="its auth token",
+        json_schema_extra=_docs_default("(empty: the outbox)"),
+    )
+    twilio_from_number: str | None = Field(
+        None,
+        validation_alias=_env("TWILIO_FROM_NUMBER"),
+        description="the sender of SMS messages (E.164) when a node names none",
+    )
+    twilio_api_base: str | None = Field(
+        None,
+        validation_alias=_env("TWILIO_API_BASE"),
+        description="a Twilio-compatible server (set by ops, so trusted; a local one in tests)",
+        json_schema_extra=_docs_default("(https://api.twilio.com)"),
+    )
 
     @property
     def broker_url(self) -> str:

@@ -41,6 +41,8 @@ DEFAULT_REDIS_PORT = 56479
 #: gunicorn's sync workers, as docs/operations.md runs them (`--workers 4` on a 2-core box).
 GUNICORN_WORKERS = 2 * (os.cpu_count() or 1)
 GUNICORN_CONF = REPO / "app" / "web" / "gunicorn_conf.py"
+#: A fixed Fernet key: the bench stores no credential, but the roles need one to start.
+BENCH_ENCRYPTION_KEY = "2bVQk1fO3bq8vJ6i4P3o5e7cY1b0a9X8w7V6u5T4s3Q="
 #: PostgreSQL settings the bench insists on: durable commits, and statement counting.
 PG_SETTINGS = {
     "fsync": "on",
@@ -196,6 +198,8 @@ class Stack:
             "DUALMCP_API_KEYS": f"admin:{self.admin_key}",
             # The echo server is on loopback, which the SSRF guard refuses unless allowed.
             "DUALMCP_HTTP_ALLOWLIST": "127.0.0.1",
+            # The roles refuse to start without one (app/startup_checks.py).
+            "DUALMCP_ENCRYPTION_KEY": BENCH_ENCRYPTION_KEY,
             **self.extra_env,
         }
 

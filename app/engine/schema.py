@@ -1,7 +1,8 @@
 """The workflow definition (DESIGN.md: Workflow definition) as pydantic models.
 
 The JSON shape is the contract users write by hand, so field names follow DESIGN.md exactly
-(`else` included, through an alias).
+(`else` included, through an alias). Strict, as the JSON types in the OpenAPI document say:
+`true` is no number of attempts, `1` no `jitter`.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ CONDITIONAL_NODE_TYPE = "conditional"
 class RetryPolicy(BaseModel):
     """How often a node is attempted, and how long to wait between attempts."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     max_attempts: int = Field(1, ge=1, le=100)
     backoff_s: float = Field(1.0, ge=0)
@@ -49,7 +50,7 @@ class RetryPolicy(BaseModel):
 class NodeDefinition(BaseModel):
     """One node: a driver type, its params (templates allowed) and where to go next."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
     id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$")
     type: str = Field(min_length=1)
@@ -94,7 +95,7 @@ SignatureScheme = Literal["standard", "github", "stripe", "slack", "twilio", "to
 class TriggerConfig(BaseModel):
     """How runs start: a signed webhook, a cron schedule, or by hand. Details are the web's job."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     type: Literal["webhook", "schedule", "manual"] = "manual"
     #: How a webhook's signature is checked (app/web/signatures.py).
@@ -202,7 +203,7 @@ class ToolBlock(BaseModel):
     and the JSON Schema its input must match. The save-time checks the pydantic model cannot
     make (reserved names, the schema itself) are in app/engine/validation.py."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(pattern=TOOL_NAME_PATTERN)
     description: str = Field(min_length=1, max_length=MAX_TOOL_DESCRIPTION)
@@ -236,7 +237,7 @@ WORKFLOW_ID_PATTERN = r"^[A-Za-z0-9_.\-]+$"
 class WorkflowDefinition(BaseModel):
     """A whole workflow as stored in `workflows.workflow_json`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     workflow_id: str = Field(min_length=1, max_length=128, pattern=WORKFLOW_ID_PATTERN)
     agent_id: str | None = None

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     CheckConstraint,
     ForeignKey,
@@ -23,9 +24,13 @@ from sqlalchemy import (
     Uuid,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, JSONType, UTCDateTime, utcnow
+
+#: JSONType whose Python None is SQL NULL (JSONType writes JSON `null`).
+_JSON_OR_NULL = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 class AgentMCP(Base):
@@ -177,6 +182,10 @@ class NodeRun(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: The earlier attempts, oldest first: [{attempt, started_at, finished_at, error}], appended
+    #: in SQL when another attempt follows (node_runs.py); NULL until one does, so the success
+    #: path writes nothing here. SQL NULL, never JSON null: the append starts from COALESCE.
+    attempts: Mapped[list[Any] | None] = mapped_column(_JSON_OR_NULL, nullable=True)
 
 
 class TriggerEvent(Base):

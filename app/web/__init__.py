@@ -31,6 +31,7 @@ from app.web import (
     rate_limits,
     runs,
     triggers,
+    ui,
     workflows,
 )
 from app.web.context import WebContext
@@ -60,6 +61,7 @@ def create_app(
     mcp_mount.init_app(app)  # POST /mcp; its event loop starts on the first request to it
     deliveries.init_app(app)  # GET /api/workflows/<id>/deliveries, and refusals recorded
     rate_limits.init_app(app)  # 429 for a sender (or a workflow) with too many refusals
+    ui.init_app(app)  # the pages at /ui (app/web/ui), and / redirecting there
     if hops := context.settings.proxy_hops:  # the sender's address from X-Forwarded-For
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)  # type: ignore[method-assign]
     if app.config.get("DUALMCP_DEMO"):

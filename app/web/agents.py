@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.agents import AgentConfigInvalid, AgentTools, LLMConfig, PersonalityTraits, store
 from app.agents.schemas import AGENT_ID_PATTERN
-from app.web.api import endpoint
+from app.web.api import endpoint, fields_never_null
 from app.web.context import web_context
 from app.web.errors import ApiError
 from app.web.schemas import AgentList, AgentOut, respond
@@ -42,7 +42,7 @@ class AgentCreate(BaseModel):
 class AgentPatch(BaseModel):
     """The fields to change; each one given replaces the stored value whole (`tools`: the list)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=fields_never_null)
 
     agent_name: str | None = Field(None, min_length=1, max_length=256)
     llm_config: LLMConfig | None = None
@@ -98,7 +98,7 @@ def _create(body: AgentCreate) -> Response:
     summary="Create an agent (the seed's path)",
     auth="admin",
     body=AgentCreate,
-    responses={201: AgentOut},
+    responses={201: AgentOut, 409: None},
 )
 def create_agent_seed(body: AgentCreate) -> ResponseReturnValue:
     return _create(body)
@@ -111,7 +111,7 @@ def create_agent_seed(body: AgentCreate) -> ResponseReturnValue:
     summary="Create an agent",
     auth="admin",
     body=AgentCreate,
-    responses={201: AgentOut},
+    responses={201: AgentOut, 409: None},
 )
 def create_agent(body: AgentCreate) -> ResponseReturnValue:
     return _create(body)

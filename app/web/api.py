@@ -3,7 +3,8 @@
 `endpoint(...)` registers a Flask view on a blueprint AND records the same pydantic models for
 the OpenAPI document (app/web/openapi.py), so the document cannot drift from the code. The
 wrapper checks the API key, parses and validates the body and query, and hands the view
-validated models.
+validated models. The error answers it can give follow from the same declaration
+(`Endpoint.errors`); a view adds those only it knows (a 409) to `responses`.
 """
 
 from __future__ import annotations
@@ -54,6 +55,34 @@ class Endpoint:
     tag: str = ""
     #: False when an empty body stands for `{}` (every field has a default).
     body_required: bool = True
+    #: The Flask endpoint, `<blueprint>.<view function>`: the operation id is made from it.
+    view: str = ""
+    #: A body the view reads itself (not validated here), as OpenAPI's `requestBody.content`.
+    raw_body: dict[str, Any] | None = None
+
+    @property
+    def errors(self) -> list[int]:
+        """Every error status this endpoint can answer, each with the `Error` body: those the
+        wrapper and the app give (auth, body, query, path ids, a database that is down) and
+        those the view declared in `responses` without a model of their own."""
+        found = {status for status, model in self.responses.items() if status >= 400 and not model}
+        if self.auth in ("admin", "invoke"):
+            found |= {401, 403, 503}  # 503: a stored key is looked up in the database
+        elif self.auth in ("read", "signature"):
+            found |= {401, 503}
+        if self.auth == "signature":  # the raw body: JSON, a form or text (webhook_payloads)
+            found |= {400, 413, 415, 422}
+        if self.body is not None:
+            found |= {400, 413, 415, 422}
+        if self.query is not None:
+            found.add(422)
+        arguments = _path_arguments(self.rule)
+        created = arguments[-1:] if self.method == "PUT" else []
+        if any(name not in created for name in arguments):
+            found.add(404)
+        if created:
+            found.add(422)
+        return sorted(found)
 
 
 #: Every endpoint declared so far, in declaration order.
@@ -71,10 +100,12 @@ def endpoint(
     query: type[BaseModel] | None = None,
     responses: dict[int, type[BaseModel] | None] | None = None,
     body_optional: bool = False,
+    raw_body: dict[str, Any] | None = None,
 ) -> Callable[[View], View]:
     """Register `view` on `bp`; the view receives `body=` and `query=` models when declared.
 
     With `body_optional`, a request without a body is read as `{}` (e.g. `curl -X POST`).
+    `raw_body` documents a body the view reads itself (its media types and their schemas).
     """
 
     def decorator(view: View) -> View:
@@ -92,6 +123,8 @@ def endpoint(
                 responses or {},
                 bp.name,
                 body_required=not body_optional,
+                view=f"{bp.name}.{view.__name__}",
+                raw_body=raw_body,
             )
         )
 
@@ -123,7 +156,9 @@ def read_json() -> Any:
 
 
 def parse_body(model: type[BaseModel]) -> BaseModel:
-    return validate(model, read_json())
+    """The body as `model`, strictly: JSON has types, so `true` is no number and `1` no boolean
+    (lax pydantic would take both, where the document says `integer` and `boolean`)."""
+    return validate(model, read_json(), strict=True)
 
 
 def parse_query(model: type[BaseModel]) -> BaseModel:
@@ -132,6 +167,25 @@ def parse_query(model: type[BaseModel]) -> BaseModel:
     if problems:
         raise invalid_text(problems)
     return validate(model, data)
+
+
+def without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A field's JSON schema without its `null` option (and its `default: null`)."""
+    options = [option for option in schema.get("anyOf", []) if option != {"type": "null"}]
+    shaped = {key: value for key, value in schema.items() if key != "anyOf"}
+    if "default" in shaped and shaped["default"] is None:
+        del shaped["default"]
+    if len(options) == 1:
+        return {**options[0], **shaped}
+    return {**shaped, "anyOf": options} if options else shaped
+
+
+def fields_never_null(schema: dict[str, Any]) -> None:
+    """`json_schema_extra` of a model whose fields may be left out but are refused as null (a
+    PATCH): the document offers no null the server would refuse."""
+    properties = schema.get("properties", {})
+    for name, prop in properties.items():
+        properties[name] = without_null(prop)
 
 
 def _check_path(arguments: dict[str, Any], created: list[str]) -> None:
@@ -157,10 +211,11 @@ def _path_arguments(rule: str) -> list[str]:
     return re.findall(r"<(?:[^<>:]+:)?([^<>:]+)>", rule)
 
 
-def validate(model: type[BaseModel], data: Any) -> BaseModel:
-    """A 422 listing every problem, each with the path of the field it concerns."""
+def validate(model: type[BaseModel], data: Any, *, strict: bool = False) -> BaseModel:
+    """A 422 listing every problem, each with the path of the field it concerns. A query is
+    validated lax (its values are all strings: "50" is a number there), a JSON body strict."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=strict)
     except ValidationError as exc:
         problems = [
             {

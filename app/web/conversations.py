@@ -62,7 +62,7 @@ class MemoryDeleteQuery(BaseModel):
     summary="Send a message to an agent; its reply, with the session's memory updated",
     auth="invoke",
     body=ProcessRequest,
-    responses={200: AgentReply, 202: AgentReplyPending},
+    responses={200: AgentReply, 202: AgentReplyPending, 404: None, 502: None},
 )
 def process_message(body: ProcessRequest) -> ResponseReturnValue:
     context = web_context()
@@ -81,7 +81,7 @@ def process_message(body: ProcessRequest) -> ResponseReturnValue:
     bp,
     "/api/mcp/process/<task_id>",
     summary="The reply to a message sent with POST /api/mcp/process, once it is there",
-    responses={200: AgentReply, 202: AgentReplyPending},
+    responses={200: AgentReply, 202: AgentReplyPending, 502: None},
 )
 def process_status(task_id: str) -> ResponseReturnValue:
     outcome = _tasks().outcome(task_id, 0)

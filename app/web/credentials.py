@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from flask import Blueprint, Response
 from flask.typing import ResponseReturnValue
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from app import credentials
 from app.credentials import EncryptionNotConfigured
@@ -23,7 +23,23 @@ from app.web.schemas import IsoTime, respond
 bp = Blueprint("credentials", __name__)
 
 SecretText = Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
-FieldName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+FIELD_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+FieldName = Annotated[str, StringConstraints(pattern=FIELD_NAME_PATTERN)]
+#: Every key must be a field name: `propertyNames` says so (pydantic's `patternProperties`
+#: would let any other key through in the document).
+SecretFields = Annotated[
+    dict[FieldName, SecretText],
+    Field(min_length=1, max_length=32),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": 32,
+            "propertyNames": {"pattern": FIELD_NAME_PATTERN},
+            "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 10_000},
+        }
+    ),
+]
 
 
 class CredentialBody(BaseModel):
@@ -32,7 +48,7 @@ class CredentialBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    value: SecretText | Annotated[dict[FieldName, SecretText], Field(min_length=1, max_length=32)]
+    value: SecretText | SecretFields
 
 
 class CredentialOut(BaseModel):

@@ -2,6 +2,7 @@
 
 Never a 500 with a stack trace: unknown exceptions are logged and answered with a generic body;
 an unreachable database or broker is a 503 with Retry-After, so clients back off and retry.
+`Error` is that format as a model: the OpenAPI document names it for every error answer.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, g, jsonify
+from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.exceptions import HTTPException
 
 from app.errors import Conflict, DefinitionInvalid, NotFound
@@ -18,6 +20,36 @@ log = logging.getLogger(__name__)
 
 #: Seconds a client should wait after a 503 before trying again.
 RETRY_AFTER_S = 5
+
+
+class Problem(BaseModel):
+    """One problem of a 422: what (`code`), where (`path`, dotted into the body) and why."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    path: str
+    message: str
+
+
+class ErrorDetails(BaseModel):
+    """More about an error: a 422 lists every problem it found."""
+
+    model_config = ConfigDict(extra="allow")
+
+    problems: list[Problem] = Field(default_factory=list)
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="stable, for programs: `not_found`, `validation_failed`, ...")
+    message: str = Field(description="for people; never holds a secret")
+    details: ErrorDetails | None
+
+
+class Error(BaseModel):
+    """Every answer other than success: `{"error": {"code", "message", "details"}}`."""
+
+    error: ErrorInfo
 
 
 class ApiError(Exception):
@@ -68,7 +100,11 @@ def init_app(app: Flask) -> None:
     def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         code = (exc.name or "error").lower().replace(" ", "_")
-        return error_response(status, code, exc.description or exc.name)
+        # werkzeug's own headers, as RFC 9110 asks: `Allow` on a 405, `Retry-After`, ...
+        headers = {
+            name: value for name, value in exc.get_headers() if name.lower() != "content-type"
+        }
+        return error_response(status, code, exc.description or exc.name, headers=headers)
 
     @app.errorhandler(NotFound)
     def _not_found(exc: NotFound) -> Response:

@@ -14,7 +14,10 @@ from typing import Any
 from app import metrics
 from app.config import get_settings
 from app.logs import logging_config
+from app.startup_checks import enforce
 
+# No start without DUALMCP_ENCRYPTION_KEY (and loud warnings for the examples' secrets).
+enforce(get_settings(), "web")
 logconfig_dict = logging_config(get_settings())
 accesslog = "-"
 # Heartbeat files on tmpfs: an overlay filesystem can stall them and get workers killed.

@@ -25,13 +25,13 @@ import io
 import logging
 import threading
 import weakref
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from a2wsgi import ASGIMiddleware
 from flask import Blueprint, Flask, Response, current_app, g, request
 from flask.typing import ResponseReturnValue
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from app.web.admission import queue_is_full
 from app.web.api import endpoint
@@ -46,13 +46,41 @@ EXTENSION = "dualmcp.mcp"
 _START_TIMEOUT_S = 10.0
 #: The environ key of SCOPE_HEADER, which the view always overwrites.
 _SCOPE_ENVIRON_KEY = "HTTP_" + SCOPE_HEADER.upper().replace("-", "_")
+
+
+class JsonRpcAnswer(BaseModel):
+    """A JSON-RPC 2.0 answer: its `result`, or its `error` (a message the SDK refuses: 400)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    jsonrpc: Literal["2.0"]
+    id: str | int | None = None
+
+
 _ANSWERS: dict[int, type[BaseModel] | None] = {
-    200: None,
+    200: JsonRpcAnswer,
     202: None,
-    400: None,
+    400: JsonRpcAnswer,
     401: None,
     403: None,
     413: None,
+    415: None,
+}
+#: What the SDK reads: one JSON-RPC message. An `id` it cannot use makes it a notification
+#: (202), so the document sets no type on it.
+_MESSAGE = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["jsonrpc", "method"],
+            "properties": {
+                "jsonrpc": {"const": "2.0"},
+                "method": {"type": "string"},
+                "id": {"description": "a string or an integer; without one, a notification"},
+                "params": {"type": ["object", "null"]},
+            },
+        }
+    }
 }
 
 
@@ -166,8 +194,11 @@ def _check_origin() -> None:
     " for workflows, exposed agents and get_run; calling a tool needs invoke",
     auth="read",
     responses=_ANSWERS,
+    raw_body=_MESSAGE,
 )
 def serve_mcp() -> ResponseReturnValue:
+    if request.mimetype != "application/json":  # the SDK would answer a bare 400 in text/html
+        raise ApiError(415, "unsupported_media_type", "the body must be application/json")
     body = request.get_data(cache=False)  # MAX_CONTENT_LENGTH makes this a 413 when too large
     environ = {
         **request.environ,
@@ -204,6 +235,15 @@ def mcp_get() -> ResponseReturnValue:
 )
 def mcp_delete() -> ResponseReturnValue:
     raise _post_only()
+
+
+@bp.after_request
+def _advertise_post_only(response: Response) -> Response:
+    """OPTIONS names what /mcp serves, as a 405 does: POST (the GET and DELETE routes above
+    exist only to say no)."""
+    if request.method == "OPTIONS":
+        response.headers["Allow"] = "OPTIONS, POST"
+    return response
 
 
 def _post_only() -> ApiError:

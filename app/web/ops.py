@@ -1,11 +1,17 @@
-"""Operations endpoints: liveness, readiness, and the OpenAPI document."""
+"""Operations endpoints: liveness, readiness, and the OpenAPI document, also as a page.
+
+/api/docs renders the document with Redoc's standalone bundle, vendored in docs_page/ (its
+README.md: version, licence, source) and served from the package: no CDN, works offline. The
+page is HTML for people, so it is not in the document itself.
+"""
 
 from __future__ import annotations
 
 from importlib.metadata import version
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify, url_for
 from flask.typing import ResponseReturnValue
+from markupsafe import escape
 from pydantic import BaseModel
 from sqlalchemy import text
 
@@ -13,7 +19,28 @@ from app.web.api import endpoint
 from app.web.context import web_context
 from app.web.openapi import build_document
 
-bp = Blueprint("ops", __name__)
+bp = Blueprint("ops", __name__, static_folder="docs_page", static_url_path="/api/docs/assets")
+
+#: The page's scripts and data come from this server only; Redoc styles itself inline and runs
+#: its search index in a worker made from a blob.
+DOCS_PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline';"
+    " img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:;"
+    " base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+_DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Dual MCP API</title>
+</head>
+<body>
+<redoc spec-url="{spec}"></redoc>
+<script src="{bundle}"></script>
+</body>
+</html>
+"""
 
 
 class Health(BaseModel):
@@ -61,3 +88,16 @@ def readyz() -> ResponseReturnValue:
 @endpoint(bp, "/api/openapi.json", summary="This API as OpenAPI 3.1", auth="none")
 def openapi() -> ResponseReturnValue:
     return jsonify(build_document(version("dualmcp")))
+
+
+@bp.get("/api/docs")
+def api_docs() -> ResponseReturnValue:
+    """The OpenAPI document, rendered in the browser by the vendored Redoc bundle."""
+    page = _DOCS_PAGE.format(
+        spec=escape(url_for("ops.openapi")),
+        bundle=escape(url_for("ops.static", filename="redoc.standalone.js")),
+    )
+    response = Response(page, content_type="text/html; charset=utf-8")
+    response.headers["Content-Security-Policy"] = DOCS_PAGE_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -7,15 +7,16 @@ exactly what is sent. Times are ISO 8601 UTC strings, as the services produce th
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from flask import Response, jsonify
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from app.agents.schemas import AgentTools
 from app.engine.schema import NodeStatus, RunStatus
 
-IsoTime = str
+#: An ISO 8601 UTC time as the services write it (`2026-05-01T12:00:00.123456Z`).
+IsoTime = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
 def page_cursor(decode: Callable[[str], object]) -> AfterValidator:
@@ -31,18 +32,44 @@ def page_cursor(decode: Callable[[str], object]) -> AfterValidator:
     return AfterValidator(check)
 
 
+class AttemptOut(BaseModel):
+    """An earlier attempt of a node: when it ran and why it did not settle the node (a
+    retryable failure, a lost worker, or the failure a resume started again from)."""
+
+    attempt: int
+    started_at: IsoTime | None = None
+    finished_at: IsoTime | None = None
+    error: str | None = None
+
+
 class NodeRunOut(BaseModel):
-    """One node of a run."""
+    """One node of a run's definition version, with its state in the run and its edges.
+
+    `not_started`: the run has not reached it (yet); `skipped`: a dead path. The columns
+    describe the latest attempt; `attempts` the earlier ones, oldest first.
+    """
 
     node_id: str
     type: str
-    status: NodeStatus
+    status: NodeStatus | Literal["not_started"]
+    #: Attempts so far (0: not started); a resumed node goes on counting.
     attempt: int
+    #: The node's retry policy (`retry.max_attempts`), counted from the run's last resume.
+    max_attempts: int = 1
+    #: When the next attempt is due, while the node waits for it (`retrying`).
+    next_attempt_at: IsoTime | None = None
+    attempts: list[AttemptOut] = Field(default_factory=list)
     output: Any = None
     error: str | None = None
     started_at: IsoTime | None = None
     finished_at: IsoTime | None = None
     duration_ms: float | None = None
+    #: The definition's edges: `next` as a list of node ids, a conditional's `then`/`else`.
+    next: list[str] = Field(default_factory=list)
+    then: str | None = None
+    else_: str | None = Field(None, alias="else")
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
 
 class RunSummary(BaseModel):
@@ -56,24 +83,49 @@ class RunSummary(BaseModel):
     error: str | None = None
     #: How it started: webhook, schedule, api, mcp, agent or retry (null for older runs).
     source: str | None = None
-    #: Who started it: {"agent_id", "session_id", "turn_id"} for an agent, {"retry_of"}, ...
+    #: Who started it: {"agent_id", "session_id", "turn_id"} for an agent, {"retry_of"},
+    #: {"delivery_id"} for a webhook, ...
     origin: dict[str, Any] | None = None
+    #: The webhook delivery's id (its idempotency key: `webhook-id`, `X-GitHub-Delivery`, ...)
+    #: for a run a webhook started; null otherwise.
+    delivery_id: str | None = None
+    #: The run this one retries from the start (source `retry`); null otherwise.
+    retry_of: str | None = None
     created_at: IsoTime
     started_at: IsoTime | None = None
     finished_at: IsoTime | None = None
+    #: From start to finish; an unfinished run's grows (now - started); null until it starts.
+    duration_ms: float | None = None
 
 
 class RunOut(RunSummary):
-    """A run with its node runs, in definition order."""
+    """A run with every node of its definition version, in definition order."""
 
     nodes: list[NodeRunOut]
 
 
 class RunPage(BaseModel):
-    """A page of runs, newest first; pass `next_cursor` back as `cursor` for the next page."""
+    """A page of runs, newest first; pass `next_cursor` back as `cursor` for the next page.
+    `has_more` says whether there is one (no count: it would cost a scan)."""
 
     runs: list[RunSummary]
     next_cursor: str | None = None
+    has_more: bool = False
+
+
+class RunEventStream(BaseModel):
+    """The run's changes as Server-Sent Events (text/event-stream), until it ends.
+
+    `run` (the run, at the start and on each status change), `node` (one node, when its
+    status or attempt changes), then `end` (the whole run) and the stream closes. Each `data:`
+    line is one JSON object: a RunOut for `run` and `end`, a NodeRunOut for `node`. Comment
+    lines (`:`) are heartbeats."""
+
+    #: The media type the OpenAPI document states for this answer (app/web/openapi.py).
+    media_type: ClassVar[str] = "text/event-stream"
+
+    event: Literal["run", "node", "end"]
+    data: str
 
 
 class WorkflowSummary(BaseModel):

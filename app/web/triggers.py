@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from flask import Blueprint, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from app import metrics
+from app.engine.schema import RunStatus
 from app.errors import NotFound
 from app.models import each_statement_commits
 from app.web import signatures, webhook_payloads
@@ -60,7 +61,8 @@ class RunAccepted(BaseModel):
     """A run was started (202), or a repeated key found the first run (200, duplicate)."""
 
     run_id: str
-    status: str = "queued"
+    #: `queued` for a new run; a repeat answers the first run's status as it is now.
+    status: RunStatus = "queued"
     status_url: str
     duplicate: bool | None = Field(None, description="true on a replayed idempotency key")
 
@@ -73,6 +75,30 @@ class ExecuteRequest(BaseModel):
     workflow_id: str = Field(min_length=1, max_length=128)
     input: Any = Field(default_factory=dict, description="the run's trigger payload")
 
+
+#: A delivery's body (app/web/webhook_payloads.py), read once its signature holds.
+_DELIVERY: dict[str, Any] = {
+    "application/json": {"schema": {"type": ["object", "array"]}},
+    "application/x-www-form-urlencoded": {
+        "schema": {
+            "type": "object",
+            "additionalProperties": {
+                "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
+            },
+        }
+    },
+    "text/plain": {"schema": {"type": "string"}},
+}
+#: The seed's path reads the workflow id from the JSON body unless X-Workflow-Id names it.
+_SEED_DELIVERY: dict[str, Any] = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["workflow_id"],
+            "properties": {"workflow_id": {"type": "string", "minLength": 1}},
+        }
+    }
+}
 
 _TRIGGER_RESPONSES: dict[int, type[BaseModel] | None] = {
     202: RunAccepted,
@@ -94,6 +120,7 @@ _TRIGGER_RESPONSES: dict[int, type[BaseModel] | None] = {
     summary="Fire a workflow's signed webhook trigger",
     auth="signature",
     responses=_TRIGGER_RESPONSES,
+    raw_body=_DELIVERY,
 )
 def webhook_trigger(workflow_id: str) -> ResponseReturnValue:
     return _fire_webhook(workflow_id)
@@ -106,6 +133,7 @@ def webhook_trigger(workflow_id: str) -> ResponseReturnValue:
     summary="Fire a signed webhook trigger; workflow id in X-Workflow-Id or the body (seed)",
     auth="signature",
     responses=_TRIGGER_RESPONSES,
+    raw_body=_SEED_DELIVERY,
 )
 def webhook_trigger_seed() -> ResponseReturnValue:
     return _fire_webhook(request.headers.get("X-Workflow-Id") or _workflow_id_from_body())
@@ -280,7 +308,10 @@ def _refusals_answered() -> Iterator[None]:
 def _answer(result: TriggerResult) -> Response:
     status_url = f"/api/runs/{result.run_id}"
     body = RunAccepted(
-        run_id=result.run_id, status_url=status_url, duplicate=result.duplicate or None
+        run_id=result.run_id,
+        status=cast(RunStatus, result.status),
+        status_url=status_url,
+        duplicate=result.duplicate or None,
     )
     response = jsonify(body.model_dump(exclude_none=True))
     if result.duplicate:

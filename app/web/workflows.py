@@ -40,6 +40,20 @@ class WorkflowBody(RootModel[Any]):
         return handler(WorkflowDefinition.__pydantic_core_schema__)
 
 
+class WorkflowVersionBody(WorkflowBody):
+    """A workflow definition whose `workflow_id` may be left out: the path names it (PUT)."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        definition = handler.resolve_ref_schema(
+            super().__get_pydantic_json_schema__(core_schema, handler)
+        )
+        required = [name for name in definition.get("required", []) if name != "workflow_id"]
+        return {**definition, "title": "WorkflowVersion", "required": required}
+
+
 class VersionQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -79,7 +93,7 @@ class StatusChange(BaseModel):
     summary="Create a workflow from its definition",
     auth="admin",
     body=WorkflowBody,
-    responses={201: WorkflowSaved},
+    responses={201: WorkflowSaved, 409: None},
 )
 def create_workflow(body: WorkflowBody) -> ResponseReturnValue:
     with web_context().sessions.begin() as session:
@@ -122,10 +136,10 @@ def get_workflow(workflow_id: str, query: VersionQuery) -> ResponseReturnValue:
     method="PUT",
     summary="Store a new version of a workflow (created when new); runs keep their version",
     auth="admin",
-    body=WorkflowBody,
-    responses={200: WorkflowSaved, 201: WorkflowSaved},
+    body=WorkflowVersionBody,
+    responses={200: WorkflowSaved, 201: WorkflowSaved, 409: None},
 )
-def replace_workflow(workflow_id: str, body: WorkflowBody) -> ResponseReturnValue:
+def replace_workflow(workflow_id: str, body: WorkflowVersionBody) -> ResponseReturnValue:
     raw = body.root
     if isinstance(raw, dict):
         given = raw.get("workflow_id", workflow_id)

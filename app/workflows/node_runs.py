@@ -8,6 +8,8 @@
                  └──reopen── failed | cancelled        (a run resumed from its failed node)
     pending | retrying ──cancel──> cancelled            (the run cancelled, or failed)
     published_at: now when a message is sent, NULL when sending failed (mark unpublished)
+    attempts: the row's columns describe its latest attempt; when another attempt begins
+    (claim) or the run resumes (reopen), that one is appended to `attempts` first
 
 Nothing else in the project writes a node_run: the portable paths call these functions, and
 the PostgreSQL one-statement paths (app/workflows/statements.py) compose the statements
@@ -24,6 +26,7 @@ from typing import Any, cast
 from sqlalchemy import (
     Integer,
     Select,
+    String,
     Table,
     and_,
     bindparam,
@@ -36,9 +39,12 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Insert
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 from app.engine.schema import ACTIVE_RUN_STATUSES
 from app.models import NodeRun, WorkflowRun
@@ -93,7 +99,10 @@ def new_row(
     published_at: datetime | None = None,
 ) -> dict[str, Any]:
     """A node_run as first written: pending (published now), skipped, or a control node that
-    already ran inline (succeeded, failed, or retrying with its own `next_attempt_at`)."""
+    already ran inline (succeeded, failed, or retrying with its own `next_attempt_at`; its
+    attempt ended now, as `retry` records it, and the claim of the next one keeps it)."""
+    if status == "retrying" and finished_at is None:
+        finished_at = now
     return {
         "run_id": run_id,
         "node_id": node_id,
@@ -143,6 +152,71 @@ def insert_selected(selected: Select[Any]) -> Insert:
     return insert(table).from_select(COLUMNS, selected)
 
 
+# --- the history of attempts ---------------------------------------------------------------
+
+
+class AppendedAttempt(FunctionElement[Any]):
+    """`attempts` with one more entry {attempt, started_at, finished_at, error}, built in SQL
+    (the row's own columns are its values), chosen per dialect at compile time: jsonb on
+    PostgreSQL, SQLite's JSON1 elsewhere. Times are the database's text of a timestamp; the
+    read side (app/workflows/runs.py) shows them as ISO 8601 UTC."""
+
+    name = "appended_attempt"
+    inherit_cache = True
+
+
+@compiles(AppendedAttempt, "postgresql")
+def _appended_on_postgresql(element: AppendedAttempt, compiler: SQLCompiler, **kw: Any) -> str:
+    attempts, attempt, started, finished, error = (
+        compiler.process(clause, **kw) for clause in element.clauses
+    )
+    # Casts: jsonb_build_object takes "any", so an untyped parameter would not resolve.
+    return (
+        f"COALESCE({attempts}, '[]'::jsonb) || jsonb_build_array(jsonb_build_object("
+        f"'attempt', CAST({attempt} AS INTEGER), "
+        f"'started_at', CAST({started} AS TIMESTAMP WITH TIME ZONE), "
+        f"'finished_at', CAST({finished} AS TIMESTAMP WITH TIME ZONE), "
+        f"'error', CAST({error} AS TEXT)))"
+    )
+
+
+@compiles(AppendedAttempt)
+def _appended_elsewhere(element: AppendedAttempt, compiler: SQLCompiler, **kw: Any) -> str:
+    attempts, attempt, started, finished, error = (
+        compiler.process(clause, **kw) for clause in element.clauses
+    )
+    return (
+        f"json_insert(COALESCE({attempts}, '[]'), '$[#]', json_object("
+        f"'attempt', {attempt}, 'started_at', {started}, 'finished_at', {finished}, "
+        f"'error', {error}))"
+    )
+
+
+#: What a lost worker's attempt reports as its error.
+WORKER_LOST = "worker lost (its lease expired)"
+_WORKER_LOST: ColumnElement[str] = literal_column(f"'{WORKER_LOST}'", String)
+
+
+def _with_latest_attempt(
+    finished_at: ColumnElement[Any], error: ColumnElement[Any]
+) -> ColumnElement[Any]:
+    """`attempts` with the row's latest attempt appended, when it made one (`started_at` is
+    set): a fresh row, or one handed back by a stopping worker, has nothing to add."""
+    latest = AppendedAttempt(
+        table.c.attempts, table.c.attempt, table.c.started_at, finished_at, error
+    )
+    return case((table.c.started_at.is_not(None), latest), else_=table.c.attempts)
+
+
+_LOST = table.c.status == "running"  # claimed again with its lease expired: the worker was lost
+
+#: Before a new attempt starts: the latest one into the history (a retry's failure, or a lost
+#: worker's attempt). A row never claimed before pays one CASE that keeps the column as is.
+_CLAIM_HISTORY = _with_latest_attempt(
+    case((_LOST, table.c.lease_expires_at), else_=table.c.finished_at),
+    case((_LOST, _WORKER_LOST), else_=table.c.error),
+)
+
 # --- claim ---------------------------------------------------------------------------------
 
 _RUN_IS_ACTIVE = (
@@ -172,11 +246,14 @@ CLAIM = (
         _RUN_IS_ACTIVE,
     )
     .values(
+        attempts=_CLAIM_HISTORY,
         redeliveries=table.c.redeliveries + case((table.c.status == "running", 1), else_=0),
         status="running",
         attempt=table.c.attempt + 1,
         lease_expires_at=bindparam("p_lease_until", type_=UTCDateTime()),
         started_at=_NOW,
+        finished_at=None,
+        error=None,
     )
     .returning(table.c.attempt, table.c.redeliveries, table.c.prior_attempts)
 )
@@ -284,6 +361,7 @@ RETRY = (
     .values(
         status="retrying",
         error=bindparam("p_error"),
+        finished_at=_NOW,  # the failed attempt's end; the next claim moves it to `attempts`
         next_attempt_at=bindparam("p_next_attempt_at", type_=UTCDateTime()),
         published_at=bindparam("p_published_at", type_=UTCDateTime()),
         lease_expires_at=None,
@@ -313,6 +391,7 @@ def retry(
             "p_error": error,
             "p_next_attempt_at": next_attempt_at,
             "p_published_at": published_at,
+            "p_now": now,
         },
     )
     if parked.rowcount:  # type: ignore[attr-defined]
@@ -366,6 +445,9 @@ def expire_leases(session: Session, now: datetime, max_redeliveries: int) -> lis
                 next_attempt_at=now,
                 published_at=now,
                 redeliveries=table.c.redeliveries + 1,
+                # The lost attempt as the row's latest: the next claim moves it to `attempts`.
+                finished_at=now,
+                error=WORKER_LOST,
             )
             .returning(table.c.run_id, table.c.node_id)
         ).all()
@@ -434,12 +516,13 @@ def reopen(session: Session, run_id: uuid.UUID, node_ids: Sequence[str], now: da
 
     `attempt` goes on counting (it fences completions, so a late answer from an earlier
     attempt cannot overwrite the new one); the retry policy and the lost-worker cap count
-    from here (`prior_attempts`, `redeliveries`).
+    from here (`prior_attempts`, `redeliveries`). The attempt that ended goes to `attempts`.
     """
     session.execute(
         update(table)
         .where(table.c.run_id == run_id, table.c.node_id.in_(list(node_ids)))
         .values(
+            attempts=_with_latest_attempt(table.c.finished_at, table.c.error),
             status="pending",
             prior_attempts=table.c.attempt,
             redeliveries=0,

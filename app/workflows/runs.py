@@ -1,4 +1,5 @@
-"""Runs as the front end sees them: start one, read one, list them, cancel one."""
+"""Runs as the front end sees them: start one, read one (every node of its definition, with
+its attempts), list them, cancel one."""
 
 from __future__ import annotations
 
@@ -6,14 +7,15 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, and_, bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
-from app.engine.schema import TERMINAL_RUN_STATUSES
+from app.engine.schema import TERMINAL_RUN_STATUSES, NodeDefinition, WorkflowDefinition
 from app.errors import Conflict, NotFound
 from app.models import NodeRun, Workflow, WorkflowRun, utcnow
 from app.workflows import node_runs
@@ -86,8 +88,10 @@ def start_run(
 
 
 def get_run(session: Session, run_id: str, *, with_nodes: bool = True) -> dict[str, Any]:
-    """A run in the shape clients rely on (DESIGN.md: HTTP API shapes). Dashboards poll it, so
-    it reads plain rows (Core, no identity map or ORM result machinery)."""
+    """A run in the shape clients rely on (DESIGN.md: HTTP API shapes; docs/api.md): with
+    every node of its definition version, in definition order, each with its edges, so a
+    client can draw the run from this answer alone. Dashboards poll it, so it is two reads of
+    plain rows (Core, no identity map); the definition is the process's cached copy."""
     connection = session.connection()  # Core rows: the ORM's result machinery is not needed
     run = connection.execute(_RUN_SHOWN, {"p_run_id": parse_run_id(run_id)}).first()
     if run is None:
@@ -96,10 +100,41 @@ def get_run(session: Session, run_id: str, *, with_nodes: bool = True) -> dict[s
     if with_nodes:
         rows = connection.execute(_NODE_RUNS_SHOWN, {"p_run_id": run.run_id}).all()
         definition = get_definition(session, run.workflow_id, run.workflow_version)
-        order = {node.id: index for index, node in enumerate(definition.nodes)}
-        rows = sorted(rows, key=lambda row: order.get(row.node_id, len(order)))
-        shaped["nodes"] = [node_run_to_dict(row) for row in rows]
+        shaped["nodes"] = nodes_to_dicts(definition, rows)
     return shaped
+
+
+def nodes_to_dicts(definition: WorkflowDefinition, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """Every node of `definition` in its order, each merged with its node_run row when it has
+    one; a node without a row has not started (`not_started`, attempt 0). A row whose node
+    is not in the definition (it cannot happen) is shown after them rather than hidden."""
+    by_id = {row.node_id: row for row in rows}
+    shown = [node_to_dict(node, by_id.pop(node.id, None)) for node in definition.nodes]
+    return shown + [node_run_to_dict(row) for row in by_id.values()]
+
+
+def node_to_dict(node: NodeDefinition, row: Any | None) -> dict[str, Any]:
+    shaped = node_run_to_dict(row) if row is not None else _not_started(node)
+    shaped["type"] = node.type
+    shaped["max_attempts"] = node.retry.max_attempts
+    shaped.update(next=node.next_ids, then=node.then, **{"else": node.else_})
+    return shaped
+
+
+def _not_started(node: NodeDefinition) -> dict[str, Any]:
+    return {
+        "node_id": node.id,
+        "type": node.type,
+        "status": "not_started",
+        "attempt": 0,
+        "next_attempt_at": None,
+        "attempts": [],
+        "output": None,
+        "error": None,
+        "started_at": None,
+        "finished_at": None,
+        "duration_ms": None,
+    }
 
 
 #: The columns run_to_dict and node_run_to_dict show, read without loading whole objects.
@@ -121,6 +156,8 @@ _NODE_RUN_FIELDS = (
     "node_type",
     "status",
     "attempt",
+    "next_attempt_at",
+    "attempts",
     "output",
     "error",
     "started_at",
@@ -142,17 +179,25 @@ def list_runs(
     status: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of runs (without nodes), newest first, and the cursor of the next page or None.
+    """A page of runs (without nodes), newest first, and the cursor of the next page or None
+    (None: this page is the last, so `has_more` costs nothing: one row more is read).
 
     Keyset pagination on (created_at, run_id): pages stay stable while new runs arrive, and a
-    deep page costs what the first one does. An invalid cursor raises InvalidCursor.
+    deep page costs what the first one does. `since <= created_at < until` when given. An
+    invalid cursor raises InvalidCursor.
     """
     query = select(WorkflowRun)
     if workflow_id is not None:
         query = query.where(WorkflowRun.workflow_id == workflow_id)
     if status is not None:
         query = query.where(WorkflowRun.status == status)
+    if since is not None:
+        query = query.where(WorkflowRun.created_at >= since)
+    if until is not None:
+        query = query.where(WorkflowRun.created_at < until)
     if cursor is not None:
         created_at, run_id = decode_cursor(cursor)
         query = query.where(
@@ -207,6 +252,9 @@ def cancel_run(session: Session, run_id: str) -> bool:
 
 
 def run_to_dict(run: WorkflowRun | Row[Any]) -> dict[str, Any]:
+    """A run without its nodes. `duration_ms` runs on (now - started) until the run ends;
+    `delivery_id` and `retry_of` are read from `origin`, where accepting the run put them."""
+    origin = run.origin if isinstance(run.origin, dict) else {}
     return {
         "run_id": str(run.run_id),
         "workflow_id": run.workflow_id,
@@ -216,27 +264,59 @@ def run_to_dict(run: WorkflowRun | Row[Any]) -> dict[str, Any]:
         "error": run.error,
         "source": run.source,
         "origin": run.origin,
+        "delivery_id": origin.get("delivery_id") if run.source == "webhook" else None,
+        "retry_of": origin.get("retry_of"),
         "created_at": _iso(run.created_at),
         "started_at": _iso(run.started_at),
         "finished_at": _iso(run.finished_at),
+        "duration_ms": _duration_ms(run.started_at, run.finished_at or utcnow()),
     }
 
 
 def node_run_to_dict(row: NodeRun | Row[Any]) -> dict[str, Any]:
-    duration_ms = None
-    if row.started_at and row.finished_at:
-        duration_ms = round((row.finished_at - row.started_at).total_seconds() * 1000, 3)
+    """A node_run row as shown; `next_attempt_at` only while it waits for a retry, and its
+    earlier attempts oldest first."""
     return {
         "node_id": row.node_id,
         "type": row.node_type,
         "status": row.status,
         "attempt": row.attempt,
+        "next_attempt_at": _iso(row.next_attempt_at) if row.status == "retrying" else None,
+        "attempts": [_attempt_to_dict(entry) for entry in row.attempts or []],
         "output": row.output,
         "error": row.error,
         "started_at": _iso(row.started_at),
         "finished_at": _iso(row.finished_at),
-        "duration_ms": duration_ms,
+        "duration_ms": _duration_ms(row.started_at, row.finished_at),
     }
+
+
+def _attempt_to_dict(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry of node_runs.attempts, its times (the database's text) as ISO 8601 UTC."""
+    return {
+        "attempt": entry.get("attempt"),
+        "started_at": _iso(_parse_time(entry.get("started_at"))),
+        "finished_at": _iso(_parse_time(entry.get("finished_at"))),
+        "error": entry.get("error"),
+    }
+
+
+def _parse_time(value: Any) -> datetime | None:
+    """PostgreSQL writes `2026-12-01T10:00:00.5+00:00`, SQLite `2026-12-01 10:00:00.500000`
+    (UTC, no offset)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _duration_ms(started: datetime | None, finished: datetime | None) -> float | None:
+    if started is None or finished is None:
+        return None
+    return round((finished - started).total_seconds() * 1000, 3)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from app.engine.schema import WorkflowDefinition
 from app.engine.tool_input import tool_input_problems
 from app.errors import Conflict, DualMCPError
-from app.models import TriggerEvent, utcnow
+from app.models import TriggerEvent, WorkflowRun, utcnow
 from app.workflows import statements as sql
 from app.workflows.runs import NodeRef, start_run
 from app.workflows.store import (
@@ -82,6 +82,8 @@ class TriggerResult:
     duplicate: bool
     #: Node messages to publish after the caller commits (empty for a duplicate).
     to_publish: list[NodeRef] = field(default_factory=list)
+    #: The run's status: queued for a new run; a duplicate's run as it is now (issue 15).
+    status: str = "queued"
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,8 @@ def _accept(
         raise _CopyRefused
     key = stored_key(source, delivery.idempotency_key)
     digest = request_hash(delivery.raw_body)
+    if source == "webhook":  # the run names its delivery (GET /api/runs/<id>: delivery_id)
+        origin = {**(origin or {}), "delivery_id": delivery.idempotency_key}
     refusal = _refusal(session, target, delivery.payload, check)
     if refusal is not None:
         if not final:
@@ -233,9 +237,15 @@ def stored_key(source: Source, idempotency_key: str) -> str:
     return f"{source}:sha256:" + hashlib.sha256(idempotency_key.encode()).hexdigest()
 
 
-_FIRST_DELIVERY = select(TriggerEvent.request_hash, TriggerEvent.run_id).where(
-    TriggerEvent.workflow_id == bindparam("p_workflow_id"),
-    TriggerEvent.idempotency_key == bindparam("p_key"),
+#: The first delivery of a key, with its run's status as of now: a repeat answers it, at the
+#: price of a join in the read a repeat makes anyway.
+_FIRST_DELIVERY = (
+    select(TriggerEvent.request_hash, TriggerEvent.run_id, WorkflowRun.status.label("run_status"))
+    .outerjoin(WorkflowRun, WorkflowRun.run_id == TriggerEvent.run_id)
+    .where(
+        TriggerEvent.workflow_id == bindparam("p_workflow_id"),
+        TriggerEvent.idempotency_key == bindparam("p_key"),
+    )
 )
 
 
@@ -253,7 +263,7 @@ def _known_delivery(
         raise IdempotencyKeyReused(
             "this idempotency key was already used with a different request body"
         )
-    return TriggerResult(str(first.run_id), duplicate=True)
+    return TriggerResult(str(first.run_id), duplicate=True, status=first.run_status or "queued")
 
 
 def _first_delivery(session: Session, workflow_id: str, key: str, digest: str) -> TriggerResult:

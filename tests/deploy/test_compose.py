@@ -125,22 +125,33 @@ def test_flower_asks_for_the_basic_auth_of_the_settings(compose: dict[str, Any])
     assert "http://127.0.0.1:5555/healthcheck" in " ".join(flower["healthcheck"]["test"])
 
 
-def test_compose_refuses_to_start_flower_without_its_password(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ("FLOWER_BASIC_AUTH", "set FLOWER_BASIC_AUTH=user:password in .env"),
+        ("DUALMCP_ENCRYPTION_KEY", "set DUALMCP_ENCRYPTION_KEY in .env"),
+        ("POSTGRES_PASSWORD", "set POSTGRES_PASSWORD in .env"),
+    ],
+)
+def test_compose_refuses_to_start_without_a_required_secret(
+    setting: str, said: str, tmp_path: Path
+) -> None:
     example = (REPO / ".env.example").read_text()
-    without = re.sub(r"^FLOWER_BASIC_AUTH=.*$", "", example, flags=re.M)
+    without = re.sub(rf"^{setting}=.*$", "", example, flags=re.M)
+    assert without != example
     (tmp_path / "without.env").write_text(without)
     tool = shutil.which("docker-compose")
     assert tool is not None
     result = subprocess.run(
         [tool, "--env-file", str(tmp_path / "without.env"), "-f", "docker-compose.yml", "config"],
         cwd=REPO,
-        env={**os.environ, "DUALMCP_ENV_FILE": ".env.example"},
+        env={**os.environ, "DUALMCP_ENV_FILE": str(tmp_path / "without.env")},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode != 0
-    assert "set FLOWER_BASIC_AUTH=user:password in .env" in result.stderr
+    assert said in result.stderr
 
 
 def test_the_app_containers_log_json_and_share_metrics_across_processes(

@@ -45,6 +45,8 @@ STACK_ENV = {
     "DUALMCP_NODE_TIMEOUT_S": "10",
     "DUALMCP_SCHEDULE_INTERVAL_S": "0.5",
     "DUALMCP_SOFT_SHUTDOWN_TIMEOUT_S": "2",
+    # Production roles refuse to start without one (app/startup_checks.py).
+    "DUALMCP_ENCRYPTION_KEY": "Gr2Y8bbf1PAE9xjj3bSBJZ6oZ6Ajp6iD2_fKV5BUSr0=",
 }
 
 

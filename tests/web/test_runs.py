@@ -113,11 +113,17 @@ def test_the_seed_status_path_returns_the_run_with_its_nodes(
         "type",
         "status",
         "attempt",
+        "max_attempts",
+        "next_attempt_at",
+        "attempts",
         "output",
         "error",
         "started_at",
         "finished_at",
         "duration_ms",
+        "next",
+        "then",
+        "else",
     }
     assert run["finished_at"].endswith("Z")
 
@@ -263,7 +269,7 @@ def test_cancel_answers_the_cancelled_run(
     assert answer.status_code == 200
     assert answer.json is not None
     assert answer.json["status"] == "cancelled"
-    assert [node["status"] for node in answer.json["nodes"]] == ["cancelled"]
+    assert [node["status"] for node in answer.json["nodes"]] == ["cancelled", "not_started"]
 
 
 def test_cancelling_a_finished_run_is_a_409(
@@ -299,7 +305,7 @@ def test_retry_from_failed_reopens_the_same_run_at_its_failed_node(
     publisher: CommitCheckingPublisher,
 ) -> None:
     run_id = failed_run(web_sessions, web_settings, http_peer)
-    assert statuses(client, run_id) == {"fetch": "failed", "@run": "failed"}
+    assert statuses(client, run_id) == {"fetch": "failed", "shape": "not_started", "@run": "failed"}
 
     answer = client.post(f"/api/runs/{run_id}/retry", json={"from": "failed"}, headers=ADMIN)
 

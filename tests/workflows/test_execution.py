@@ -143,7 +143,13 @@ def test_a_cancelled_run_starts_no_further_node(
     with sessions.begin() as session:
         assert cancel_run(session, run_id) is True
     worker.drain()
-    assert _statuses(sessions, run_id) == {"check": "cancelled", "@run": "cancelled"}
+    assert _statuses(sessions, run_id) == {
+        "check": "cancelled",
+        "hot": "not_started",
+        "cold": "not_started",
+        "join": "not_started",
+        "@run": "cancelled",
+    }
     with sessions.begin() as session:
         assert cancel_run(session, run_id) is False
 
@@ -227,6 +233,11 @@ def test_a_failing_control_node_runs_once_and_fails_the_run(
     worker.drain()
 
     assert _runs_of("conditional", "failed") - before == 1
-    assert _statuses(sessions, run_id) == {"set": "succeeded", "check": "failed", "@run": "failed"}
+    assert _statuses(sessions, run_id) == {
+        "set": "succeeded",
+        "check": "failed",
+        "never": "not_started",
+        "@run": "failed",
+    }
     with sessions() as session:
         assert "'check' failed" in (get_run(session, run_id)["error"] or "")

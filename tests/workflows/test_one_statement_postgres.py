@@ -268,7 +268,12 @@ def test_a_trigger_is_recorded_by_one_statement_and_a_repeat_writes_nothing(
             select(TriggerEvent.run_id).where(TriggerEvent.workflow_id == workflow_id)
         ).all()
     assert run["status"] == "queued" and run["input"] == {"n": 5} and run["workflow_version"] == 1
-    assert [(node["node_id"], node["status"]) for node in run["nodes"]] == [("set", "pending")]
+    assert [(node["node_id"], node["status"]) for node in run["nodes"]] == [
+        ("set", "pending"),
+        ("check", "not_started"),
+        ("big", "not_started"),
+        ("small", "not_started"),
+    ]
     assert uuid.UUID(first.run_id) in events and len(events) == 2  # key-0's and key-1's
 
 
@@ -298,7 +303,12 @@ def test_a_run_cancelled_while_its_node_ran_starts_nothing_after_it(
     with pg_sessions() as session:
         run = get_run(session, run_id)
     assert run["status"] == "cancelled"
-    assert [(node["node_id"], node["status"]) for node in run["nodes"]] == [("set", "succeeded")]
+    assert [(node["node_id"], node["status"]) for node in run["nodes"]] == [
+        ("set", "succeeded"),
+        ("check", "not_started"),
+        ("big", "not_started"),
+        ("small", "not_started"),
+    ]
 
 
 def test_a_retry_is_parked_by_one_statement(
