@@ -10,9 +10,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from app.config import get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,33 +103,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def _create_key(scope: str, name: str) -> int:
-    from app.apikeys import create_key
+@contextmanager
+def _transaction() -> Iterator[Session]:
+    """One transaction on DATABASE_URL, for a command that runs once and exits."""
     from app.models import make_engine, make_session_factory
 
     engine = make_engine(get_settings().database_url)
-    with make_session_factory(engine).begin() as session:
+    try:
+        with make_session_factory(engine).begin() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _create_key(scope: str, name: str) -> int:
+    from app.apikeys import create_key
+
+    with _transaction() as session:
         key = create_key(session, scope, name)  # type: ignore[arg-type]
-    engine.dispose()
     print(key)
     return 0
 
 
 def _list_keys() -> int:
     from app.apikeys import list_keys, parse_env_keys
-    from app.models import make_engine, make_session_factory
 
-    settings = get_settings()
-    engine = make_engine(settings.database_url)
-    try:
-        with make_session_factory(engine)() as session:
-            stored = list_keys(session)
-    finally:
-        engine.dispose()
+    with _transaction() as session:
+        stored = list_keys(session)
     print(f"{'ID':<14}{'SCOPE':<8}{'CREATED':<27}NAME")
     for key in stored:
         print(f"{key.key_id:<14}{key.scope:<8}{key.created_at.isoformat():<27}{key.name}")
-    from_env = len(parse_env_keys(settings.api_keys))
+    from_env = len(parse_env_keys(get_settings().api_keys))
     if from_env:
         print(f"(and {from_env} key(s) from DUALMCP_API_KEYS, changed only there)")
     return 0
@@ -133,17 +142,13 @@ def _list_keys() -> int:
 def _revoke_key(key_or_id: str) -> int:
     from app.apikeys import revoke_key
     from app.errors import Conflict, NotFound
-    from app.models import make_engine, make_session_factory
 
-    engine = make_engine(get_settings().database_url)
     try:
-        with make_session_factory(engine).begin() as session:
+        with _transaction() as session:
             revoked = revoke_key(session, key_or_id)
     except (NotFound, Conflict) as exc:
         print(f"nothing revoked: {exc}", file=sys.stderr)
         return 1
-    finally:
-        engine.dispose()
     named = f", {revoked.name}" if revoked.name else ""
     print(f"revoked {revoked.key_id} ({revoked.scope}{named})")
     return 0
@@ -157,19 +162,14 @@ def _rotate_encryption() -> int:
         cipher_for,
         rotate_credentials,
     )
-    from app.models import make_engine, make_session_factory
 
-    settings = get_settings()
-    engine = make_engine(settings.database_url)
     try:
-        cipher = cipher_for(settings)
-        with make_session_factory(engine).begin() as session:
+        cipher = cipher_for(get_settings())
+        with _transaction() as session:
             count = rotate_credentials(session, cipher)
     except (CannotDecrypt, EncryptionNotConfigured) as exc:
         print(f"nothing re-encrypted: {exc}", file=sys.stderr)
         return 1
-    finally:
-        engine.dispose()
     print(f"re-encrypted {count} credential(s) with the first key of DUALMCP_ENCRYPTION_KEY")
     return 0
 

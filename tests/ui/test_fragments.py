@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.models import AgentMessage, utcnow
 from tests.http_peer import HttpPeer
-from tests.web.conftest import ADMIN, ADMIN_KEY, READ, READ_KEY
+from tests.web.conftest import ADMIN, READ, web_test_settings
 from tests.web.factories import drive, fetch_then_shape, save, start, two_step, unique_id
 
 SECRET = "s3cret-value-never-shown"
@@ -21,12 +21,7 @@ SECRET = "s3cret-value-never-shown"
 @pytest.fixture
 def web_settings(database_url: str) -> Settings:
     """The web tests' settings, allowed to fetch from the local HTTP peer."""
-    return Settings(
-        DATABASE_URL=database_url,
-        DUALMCP_API_KEYS=f"admin:{ADMIN_KEY},read:{READ_KEY}",
-        CELERY_BROKER_URL="memory://",
-        DUALMCP_HTTP_ALLOWLIST="127.0.0.1",
-    )
+    return web_test_settings(database_url, DUALMCP_HTTP_ALLOWLIST="127.0.0.1")
 
 
 def _statuses(html: str, attribute: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -85,15 +86,21 @@ class ThreadAgentTasks:
         self._done[task_id].set()
 
 
+def web_test_settings(database_url: str, **overrides: Any) -> Settings:
+    """The web tests' settings on `database_url`; `overrides` by environment name."""
+    values: dict[str, Any] = {
+        "DATABASE_URL": database_url,
+        "DUALMCP_API_KEYS": f"admin:{ADMIN_KEY},read:{READ_KEY}",
+        "DUALMCP_MAX_BODY_BYTES": 64 * 1024,
+        "CELERY_BROKER_URL": "memory://",
+        "DUALMCP_ENCRYPTION_KEY": ENCRYPTION_KEY,
+    }
+    return Settings(**{**values, **overrides})
+
+
 @pytest.fixture
 def web_settings(database_url: str) -> Settings:
-    return Settings(
-        DATABASE_URL=database_url,
-        DUALMCP_API_KEYS=f"admin:{ADMIN_KEY},read:{READ_KEY}",
-        DUALMCP_MAX_BODY_BYTES=64 * 1024,
-        CELERY_BROKER_URL="memory://",
-        DUALMCP_ENCRYPTION_KEY=ENCRYPTION_KEY,
-    )
+    return web_test_settings(database_url)
 
 
 @pytest.fixture

@@ -32,7 +32,13 @@ from app.web import create_app
 from app.web.context import WebContext
 from app.web.run_events import run_events
 from app.workflows.execution import lease_node
-from tests.web.conftest import ADMIN_KEY, ENCRYPTION_KEY, READ, READ_KEY, RecordingPublisher
+from tests.web.conftest import (
+    ENCRYPTION_KEY,
+    READ,
+    READ_KEY,
+    RecordingPublisher,
+    web_test_settings,
+)
 from tests.web.factories import drive, save, start, two_step
 
 #: The run contract: on SQLite and on PostgreSQL (tests/conftest.py).
@@ -44,12 +50,8 @@ Event = tuple[str, Any]
 
 @pytest.fixture
 def web_settings(database_url: str) -> Settings:
-    return Settings(
-        DATABASE_URL=database_url,
-        DUALMCP_API_KEYS=f"admin:{ADMIN_KEY},read:{READ_KEY}",
-        CELERY_BROKER_URL="memory://",
-        DUALMCP_RUN_EVENTS_MAX_STREAMS=1,
-        DUALMCP_RUN_EVENTS_MAX_S=10,
+    return web_test_settings(
+        database_url, DUALMCP_RUN_EVENTS_MAX_STREAMS=1, DUALMCP_RUN_EVENTS_MAX_S=10
     )
 
 

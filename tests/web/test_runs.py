@@ -243,6 +243,10 @@ def test_runs_are_filtered_by_workflow_and_status(
         ("limit=201", "limit"),
         ("limit=many", "limit"),
         ("color=red", "color"),
+        ("since=yesterday", "since"),
+        ("since=1700000000", "since"),  # a bare Unix time is not an ISO 8601 date-time
+        ("until=2030-13-01T00:00:00Z", "until"),
+        ("until=", "until"),
     ],
 )
 def test_an_invalid_list_query_is_a_422_naming_the_field(
