@@ -78,7 +78,17 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "operations",
         "Logs and metrics (docs/operations.md).",
-        ("log_format", "log_level", "worker_metrics_port", "worker_metrics_addr"),
+        (
+            "log_format",
+            "log_level",
+            "metrics_token",
+            "metrics_max_workflows",
+            "worker_metrics_port",
+            "worker_metrics_addr",
+            "heartbeat_dir",
+            "heartbeat_max_age_s",
+            "otel_exporter_otlp_endpoint",
+        ),
     ),
     Section(
         "agents and LLM providers",
@@ -295,7 +305,8 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field(
         "text",
         validation_alias=_env("DUALMCP_LOG_FORMAT"),
-        description="`json`: one JSON object per line with `run_id`, `node_id`, `workflow_id` "
+        description="`json`: one JSON object per line with `request_id`, `run_id`, `node_id`, "
+        "`workflow_id` "
         "(for log shippers; the image and compose set it); `text` for people. Secrets are "
         "masked in both",
         json_schema_extra=_docs_default("`text` (`json` in the image and in compose)"),
@@ -304,6 +315,20 @@ class Settings(BaseSettings):
         "INFO",
         validation_alias=_env("DUALMCP_LOG_LEVEL"),
         description="the root log level of web, worker and beat (a worker's `--loglevel` wins)",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        validation_alias=_env("DUALMCP_METRICS_TOKEN"),
+        description="when set (not empty), the web's `GET /metrics` answers only "
+        "`Authorization: Bearer <token>`, 401 otherwise; Prometheus sends it from its scrape "
+        "config (docs/operations.md). The workers' metrics port is not affected",
+    )
+    metrics_max_workflows: int = Field(
+        50,
+        ge=0,
+        validation_alias=_env("DUALMCP_METRICS_MAX_WORKFLOWS"),
+        description="distinct `workflow` label values one process gives run metrics; runs of "
+        "the workflows past it are counted as `other` (bounds the series Prometheus keeps)",
     )
     worker_metrics_port: int = Field(
         0,
@@ -318,6 +343,29 @@ class Settings(BaseSettings):
         "0.0.0.0",
         validation_alias=_env("DUALMCP_WORKER_METRICS_ADDR"),
         description="the address the worker's metrics port listens on",
+    )
+    heartbeat_dir: str = Field(
+        "/tmp",
+        validation_alias=_env("DUALMCP_HEARTBEAT_DIR"),
+        description="where a worker and beat keep the heartbeat file their own loop touches "
+        "(`dualmcp-worker.heartbeat`, `dualmcp-beat.heartbeat`), read by `dualmcp healthcheck`; "
+        "one worker and one beat per directory",
+    )
+    heartbeat_max_age_s: float = Field(
+        60.0,
+        gt=0,
+        validation_alias=_env("DUALMCP_HEARTBEAT_MAX_AGE_S"),
+        description="the healthcheck of a worker or beat (`dualmcp healthcheck`) fails once its "
+        "heartbeat file is older than this, in seconds (the loops touch it every quarter of it, "
+        "also while Redis is down)",
+    )
+    otel_exporter_otlp_endpoint: str = Field(
+        "",
+        validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="where to send OpenTelemetry traces (OTLP over HTTP, e.g. "
+        "`http://collector:4318`); needs `pip install 'dualmcp[otel]'`. The other `OTEL_*` "
+        "variables of the OpenTelemetry SDK apply too (docs/operations.md: Request ids and traces)",
+        json_schema_extra=_docs_default("(empty: no tracing, nothing of OpenTelemetry loaded)"),
     )
 
     # --- agents and LLM providers ---

@@ -2,9 +2,10 @@
 
 `DUALMCP_LOG_FORMAT=json` writes one JSON object per line (what log shippers parse); `text` is
 for people. Either way each record carries the run, node and workflow it concerns when known
-(`log_context`), and `RedactingFilter` masks secret values before anything is written: values of
-secret-looking keys, credentials in URLs, bearer tokens, webhook secrets, and the exact values of
-the secret settings this process knows.
+(`log_context`), and the request id that follows a trigger from the front end to its last node
+(app/web/request_id.py sets it; node messages carry it in a header). `RedactingFilter` masks
+secret values before anything is written: values of secret-looking keys, credentials in URLs,
+bearer tokens, webhook secrets, and the exact values of the secret settings this process knows.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,8 +25,8 @@ from pydantic import SecretStr
 from app.config import Settings
 
 MASK = "***"
-#: What a run, node or workflow the current code works on (set by `log_context`).
-CONTEXT_FIELDS = ("run_id", "node_id", "workflow_id")
+#: The request, run, node or workflow the current code works on (set by `log_context`).
+CONTEXT_FIELDS = ("request_id", "run_id", "node_id", "workflow_id")
 _context: ContextVar[dict[str, str]] = ContextVar("dualmcp_log_context", default={})  # noqa: B039
 
 #: Keys whose values are secrets wherever they appear (dict keys, key=value, "key": "value").
@@ -56,13 +57,29 @@ _STANDARD_ATTRS = frozenset(
 
 @contextmanager
 def log_context(**fields: str | None) -> Iterator[None]:
-    """Attach run_id / node_id / workflow_id to every record logged inside the block."""
+    """Attach request_id / run_id / node_id / workflow_id to every record logged inside the
+    block."""
     merged = {**_context.get(), **{k: v for k, v in fields.items() if v is not None}}
     token = _context.set(merged)
     try:
         yield
     finally:
         _context.reset(token)
+
+
+def bind_log_context(**fields: str | None) -> Token[dict[str, str]]:
+    """`log_context` for code that cannot wrap a block (a request's before and teardown hooks);
+    hand the token to `unbind_log_context`."""
+    return _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+
+
+def unbind_log_context(token: Token[dict[str, str]]) -> None:
+    _context.reset(token)
+
+
+def log_context_value(name: str) -> str | None:
+    """One field of the current context: a publisher reads the request id here to carry it on."""
+    return _context.get().get(name)
 
 
 def redact_text(text: str, known: Iterable[str] = ()) -> str:

@@ -13,10 +13,18 @@ set it in the environment before starting the process, one directory per process
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    multiprocess,
+)
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -25,6 +33,13 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 if os.environ.get(MULTIPROC_ENV):  # its files are opened as the metrics below are made
     Path(os.environ[MULTIPROC_ENV]).mkdir(parents=True, exist_ok=True)
+
+# issue 16: every counter's `*_created` twin doubled the series for nothing a query uses.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+#: The label of the workflows past a process's DUALMCP_METRICS_MAX_WORKFLOWS, and of routes
+#: and methods nobody declared: label sets stay bounded whatever the traffic.
+OTHER = "other"
 
 TRIGGERS_ACCEPTED = Counter(
     "dualmcp_triggers_accepted",
@@ -43,8 +58,15 @@ TRIGGERS_REFUSED = Counter(
 )
 RUNS_FINISHED = Counter(
     "dualmcp_runs_finished",
-    "Runs that reached a terminal status (succeeded, failed, cancelled).",
-    ["status"],
+    "Runs that reached a terminal status (succeeded, failed, cancelled), by workflow "
+    "(past DUALMCP_METRICS_MAX_WORKFLOWS per process: other).",
+    ["status", "workflow"],
+)
+HTTP_REQUEST_DURATION = Histogram(
+    "dualmcp_http_request_duration_seconds",
+    "Time the web took to answer, by method, route template (other: no route) and status.",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 NODE_DURATION = Histogram(
     "dualmcp_node_duration_seconds",
@@ -84,8 +106,43 @@ def record_trigger_refused(source: str, reason: str) -> None:
     TRIGGERS_REFUSED.labels(source, reason).inc()
 
 
-def record_run_finished(status: str) -> None:
-    RUNS_FINISHED.labels(status).inc()
+def record_run_finished(status: str, workflow_id: str, *, max_workflows: int) -> None:
+    """A run ended; `max_workflows` is DUALMCP_METRICS_MAX_WORKFLOWS (the cap, per process)."""
+    RUNS_FINISHED.labels(status, WORKFLOW_LABELS.label(workflow_id, max_workflows)).inc()
+
+
+def record_http_request(method: str, route: str, status: int, seconds: float) -> None:
+    """One answered request; `route` is a url_rule template or OTHER, never a raw path."""
+    method = method if method in _METHODS else OTHER
+    HTTP_REQUEST_DURATION.labels(method, route, str(status)).observe(seconds)
+
+
+#: Methods named as themselves; any other (werkzeug accepts any token) is OTHER.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class WorkflowLabels:
+    """The first `cap` workflow ids a process meets are labels; the rest are OTHER.
+
+    Per process, so each gunicorn worker or prefork child names at most `cap` workflows (a
+    scrape's union may hold more): a bound on series, not an exact top-N.
+    """
+
+    def __init__(self) -> None:
+        self._named: set[str] = set()
+        self._lock = threading.Lock()
+
+    def label(self, workflow_id: str, cap: int) -> str:
+        if workflow_id in self._named:  # the usual case: no lock
+            return workflow_id
+        with self._lock:
+            if len(self._named) >= cap:
+                return OTHER
+            self._named.add(workflow_id)
+        return workflow_id
+
+
+WORKFLOW_LABELS = WorkflowLabels()
 
 
 def record_node_duration(node_type: str, outcome: str, seconds: float) -> None:

@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, event
+import sqlalchemy
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
 def make_engine(database_url: str) -> Engine:
     """An engine for the backend: pooled PostgreSQL, or SQLite in WAL mode with a busy wait."""
     if database_url.startswith("sqlite"):
-        engine = create_engine(database_url, connect_args={"timeout": 30})
+        # sqlalchemy.create_engine looked up at each call: OpenTelemetry's instrumentation
+        # (app/otel.py) wraps it after this module is imported.
+        engine = sqlalchemy.create_engine(database_url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
@@ -20,7 +23,7 @@ def make_engine(database_url: str) -> Engine:
     # PostgreSQL restart the first statement on a stale connection fails instead; SQLAlchemy
     # then invalidates the whole pool, the web answers that request 503 + Retry-After, and a
     # node task is retried by Celery (app/tasks/nodes.py), so nothing is lost.
-    return create_engine(database_url, pool_size=5, max_overflow=10, pool_recycle=3600)
+    return sqlalchemy.create_engine(database_url, pool_size=5, max_overflow=10, pool_recycle=3600)
 
 
 def make_claims_engine(database_url: str) -> Engine | None:
@@ -29,7 +32,7 @@ def make_claims_engine(database_url: str) -> Engine | None:
     harm; see app/workflows/execution.py lease_node. None on SQLite (claims use the main one)."""
     if database_url.startswith("sqlite"):
         return None
-    return create_engine(
+    return sqlalchemy.create_engine(
         database_url,
         isolation_level="AUTOCOMMIT",
         connect_args={"options": "-c synchronous_commit=off"},

@@ -8,10 +8,10 @@ mode makes its own with `make_celery(settings)` instead.
 from celery import Celery
 from celery.signals import worker_process_init
 
-# kombu_compat is installed below; role_checks, shutdown and telemetry are imported for their
-# Celery signal receivers (no start without an encryption key; hand-back of running nodes on a
-# warm shutdown; logs and the worker metrics port).
-from app.tasks import kombu_compat, role_checks, shutdown, telemetry  # noqa: F401
+# kombu_compat is installed below; role_checks, shutdown, telemetry and tracing are imported for
+# their Celery signal receivers (no start without an encryption key; hand-back of running nodes on
+# a warm shutdown; logs and the worker metrics port; OpenTelemetry when configured).
+from app.tasks import kombu_compat, role_checks, shutdown, telemetry, tracing  # noqa: F401
 from app.tasks.celery_app import AGENTS_QUEUE, NODES_QUEUE, RUNS_QUEUE, process_celery
 from app.tasks.runtime import set_runtime
 

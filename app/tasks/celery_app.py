@@ -96,6 +96,10 @@ def make_celery(settings: Settings) -> DualMCPCelery:
         # SIGTERM: running nodes get this long to finish, then they are handed back
         # (app/tasks/shutdown.py); the stop grace period of compose/Kubernetes must exceed it.
         worker_soft_shutdown_timeout=settings.soft_shutdown_timeout_s,
+        # Liveness without the broker (issue 16): the worker's and beat's own loops touch a
+        # heartbeat file that `dualmcp healthcheck` reads (app/tasks/liveness.py).
+        worker_consumer="app.tasks.liveness:HeartbeatConsumer",
+        beat_scheduler="app.tasks.liveness:HeartbeatScheduler",
         beat_schedule={
             "dualmcp-sweeper": {
                 "task": SWEEP,

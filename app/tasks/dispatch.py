@@ -14,12 +14,15 @@ from typing import Any
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.logs import log_context_value
 from app.tasks.celery_app import NODES_QUEUE, RUN_NODE, RUNS_QUEUE
 from app.workflows import node_runs
 from app.workflows.runs import NodeRef
 
 log = logging.getLogger(__name__)
 
+#: The node message header that carries the request id (read back by app/tasks/nodes.py).
+REQUEST_ID_HEADER = "request_id"
 #: Seconds a read of the queue depth is reused: admission control needs the trend, not the
 #: exact count, and a Redis round trip per request would slow the front end (bench/README.md).
 QUEUE_DEPTH_TTL_S = 0.25
@@ -39,6 +42,10 @@ class Dispatcher:
         the node_run stays pending, marked unpublished, and the sweeper's next pass publishes it
         (DESIGN.md: Execution 1 and 3)."""
         failed: list[NodeRef] = []
+        # The request (or node) these messages come from: its id follows them in a header, so
+        # the node's log lines carry it with no database read (app/web/request_id.py).
+        request_id = log_context_value("request_id")
+        headers = {REQUEST_ID_HEADER: request_id} if request_id else None
         for ref in refs:
             try:
                 args = (ref.run_id, ref.node_id)
@@ -48,6 +55,7 @@ class Dispatcher:
                     queue=NODES_QUEUE if ref.continuation else RUNS_QUEUE,
                     countdown=ref.countdown or 0,
                     ignore_result=True,  # as the task says: no result-backend subscription
+                    headers=headers,
                     **_cheap_publish(args),
                 )
             except Exception:

@@ -14,7 +14,9 @@ from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
 from app import metrics
+from app.logs import log_context
 from app.tasks.celery_app import RUN_NODE, SWEEP
+from app.tasks.dispatch import REQUEST_ID_HEADER
 from app.tasks.runtime import get_runtime, publish
 from app.workflows.invoke import execute_node
 from app.workflows.runs import NodeRef
@@ -34,19 +36,31 @@ log = logging.getLogger(__name__)
     max_retries=10,
 )
 def run_node(run_id: str, node_id: str) -> None:
-    """Run one node (and the control nodes right after it); duplicates claim nothing."""
+    """Run one node (and the control nodes right after it); duplicates claim nothing. The
+    request id its message carries is in its log lines and in the messages it sends on."""
     runtime = get_runtime()
     ref = NodeRef(run_id, node_id)
-    publish(
-        execute_node(
-            runtime.sessions,
-            runtime.settings,
-            runtime.http,
-            ref,
-            claims=runtime.claims,
-            agents=runtime.agents,
+    with log_context(request_id=_request_id()):
+        publish(
+            execute_node(
+                runtime.sessions,
+                runtime.settings,
+                runtime.http,
+                ref,
+                claims=runtime.claims,
+                agents=runtime.agents,
+            )
         )
+
+
+def _request_id() -> str | None:
+    """The id of the request that started the run, from this message's headers (a message the
+    sweeper republished has none)."""
+    request = run_node.request
+    value = getattr(request, REQUEST_ID_HEADER, None) or (request.headers or {}).get(
+        REQUEST_ID_HEADER
     )
+    return value if isinstance(value, str) else None
 
 
 @shared_task(name=SWEEP, ignore_result=True)
@@ -57,8 +71,10 @@ def sweep() -> int:
         result = sweep_once(session, runtime.settings)
     publish(result.to_publish)
     metrics.record_sweep(result.lease_expired, result.not_picked_up, result.worker_lost)
-    for status in result.finished:
-        metrics.record_run_finished(status)
+    for status, workflow_id in result.finished:
+        metrics.record_run_finished(
+            status, workflow_id, max_workflows=runtime.settings.metrics_max_workflows
+        )
     if result.to_publish:
         log.info("sweeper published %d node message(s)", len(result.to_publish))
     return len(result.to_publish)

@@ -14,6 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import Settings, get_settings
 from app.models import make_engine, make_session_factory
+from app.otel import instrument_flask_app
 from app.tasks.agents import CeleryAgentTasks
 from app.tasks.celery_app import make_celery
 from app.tasks.dispatch import Dispatcher
@@ -24,11 +25,13 @@ from app.web import (
     deliveries,
     demo,
     errors,
+    http_metrics,
     mcp_mount,
     metrics,
     ops,
     outbox,
     rate_limits,
+    request_id,
     runs,
     triggers,
     ui,
@@ -54,6 +57,9 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["dualmcp"] = context
 
+    http_metrics.init_app(app)  # every request timed by route template and status
+    instrument_flask_app(app)  # OpenTelemetry, when configured (app/otel.py)
+    request_id.init_app(app)  # X-Request-ID in the logs, the answer and the node messages
     errors.init_app(app)
     modules = (ops, metrics, agents, conversations, workflows, credentials, runs, outbox, triggers)
     for module in modules:

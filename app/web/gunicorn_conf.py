@@ -14,12 +14,18 @@ from typing import Any
 from app import metrics
 from app.config import get_settings
 from app.logs import logging_config
+from app.otel import configure_tracing
 from app.startup_checks import enforce
 
 # No start without DUALMCP_ENCRYPTION_KEY (and loud warnings for the examples' secrets).
 enforce(get_settings(), "web")
 logconfig_dict = logging_config(get_settings())
 accesslog = "-"
+# gunicorn's default access line, plus the answer's X-Request-ID (app/web/request_id.py): the
+# access line is written after the request's log context is gone.
+access_log_format = (
+    '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
+)
 # Heartbeat files on tmpfs: an overlay filesystem can stall them and get workers killed.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # The longest request line gunicorn takes (its own maximum; the default is 4094): a longer
@@ -33,6 +39,11 @@ graceful_timeout = 30
 def on_starting(_server: Any) -> None:
     """In the master, before any worker forks: drop an earlier run's metric files."""
     metrics.reset_multiprocess_dir()
+
+
+def post_fork(_server: Any, _worker: Any) -> None:
+    """In each worker, before it loads the app: OpenTelemetry when configured (app/otel.py)."""
+    configure_tracing(get_settings(), "web")
 
 
 def child_exit(_server: Any, worker: Any) -> None:

@@ -1,22 +1,27 @@
 """GET /metrics: Prometheus exposition of every gunicorn worker's counters (multiprocess mode),
-plus gauges read at scrape time: the queue depth and the runs in flight."""
+plus gauges read at scrape time: the queue depth and the runs in flight. With
+DUALMCP_METRICS_TOKEN set, only a scraper that sends it as a bearer token is answered."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Iterable
+from typing import ClassVar
 
 from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from app import metrics
 from app.models import WorkflowRun
 from app.web.api import endpoint
 from app.web.context import WebContext, web_context
+from app.web.errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +68,41 @@ class ScrapeTimeGauges(Collector):
         return {status: count for status, count in rows}
 
 
-@endpoint(bp, "/metrics", summary="Prometheus metrics (text exposition format)", auth="none")
+class MetricsExposition(BaseModel):
+    """Prometheus' text exposition format: every process's counters and the scrape-time gauges."""
+
+    #: The media type the OpenAPI document states for this answer (app/web/openapi.py).
+    media_type: ClassVar[str] = "text/plain"
+
+    text: str
+
+
+@endpoint(
+    bp,
+    "/metrics",
+    summary="Prometheus metrics (text exposition format); a bearer token when "
+    "DUALMCP_METRICS_TOKEN is set",
+    auth="none",
+    responses={200: MetricsExposition, 401: None},
+)
 def prometheus_metrics() -> ResponseReturnValue:
-    registry = metrics.exposition_registry(ScrapeTimeGauges(web_context()))
+    context = web_context()
+    token = context.settings.metrics_token
+    if token is not None and token.get_secret_value():  # empty (compose's default): open
+        _require_scrape_token(token.get_secret_value())
+    registry = metrics.exposition_registry(ScrapeTimeGauges(context))
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return Response(encoder(registry), content_type=content_type)
+
+
+def _require_scrape_token(token: str) -> None:
+    """401 unless `Authorization: Bearer <token>`; compared in constant time."""
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    matches = hmac.compare_digest(presented.strip().encode(), token.encode())
+    if scheme.lower() != "bearer" or not matches:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "GET /metrics needs DUALMCP_METRICS_TOKEN: Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )

@@ -1,5 +1,8 @@
 """Operations endpoints: liveness, readiness, and the OpenAPI document, also as a page.
 
+Liveness (/healthz) is the process answering; readiness (/readyz) is what accepting a trigger
+needs, the database alone (docs/operations.md: Probes).
+
 /api/docs renders the document with Redoc's standalone bundle, vendored in docs_page/ (its
 README.md: version, licence, source) and served from the package: no CDN, works offline. The
 page is HTML for people, so it is not in the document itself.
@@ -58,11 +61,14 @@ def healthz() -> ResponseReturnValue:
 @endpoint(
     bp,
     "/readyz",
-    summary="The database and the broker are reachable",
+    summary="A trigger can be accepted: the database answers (the broker's state is shown too)",
     auth="none",
     responses={200: Health, 503: Health},
 )
 def readyz() -> ResponseReturnValue:
+    """Ready while PostgreSQL answers: a trigger is accepted then (202) even with Redis down,
+    as the sweeper publishes it later (DESIGN.md: Execution 1), so a broker outage must not
+    take the web out of its load balancer (issue 16). The broker's state is information."""
     context = web_context()
     checks = {"database": "ok", "broker": "ok"}
     try:
@@ -74,14 +80,13 @@ def readyz() -> ResponseReturnValue:
         try:
             context.broker_redis.ping()
         except Exception as exc:
-            checks["broker"] = f"unreachable ({type(exc).__name__})"
-    ready = all(state == "ok" for state in checks.values())
+            checks["broker"] = f"unreachable ({type(exc).__name__}); triggers wait in the database"
+    ready = checks["database"] == "ok"
     body = Health(status="ok" if ready else "unavailable", checks=checks).model_dump()
-    if ready:
-        return jsonify(body)
     response = jsonify(body)
-    response.status_code = 503
-    response.headers["Retry-After"] = "5"
+    if not ready:
+        response.status_code = 503
+        response.headers["Retry-After"] = "5"
     return response
 
 

@@ -211,7 +211,9 @@ def cancel_run(run_id: str) -> ResponseReturnValue:
         if not workflows.cancel_run(session, run_id):
             status = workflows.get_run(session, run_id, with_nodes=False)["status"]
             raise Conflict(f"run {run_id} has already finished ({status})")
-    metrics.record_run_finished("cancelled")
+        workflow_id = workflows.get_run(session, run_id, with_nodes=False)["workflow_id"]
+    cap = web_context().settings.metrics_max_workflows
+    metrics.record_run_finished("cancelled", workflow_id, max_workflows=cap)
     return _run(run_id)
 
 

@@ -197,7 +197,9 @@ def execute_node(
             sessions, lease, outcome, settings, run_control_node=run_control_node
         )
     if completion.finished:
-        metrics.record_run_finished(completion.finished)
+        metrics.record_run_finished(
+            completion.finished, lease.workflow_id, max_workflows=settings.metrics_max_workflows
+        )
     return completion.to_publish
 
 

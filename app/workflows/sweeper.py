@@ -31,8 +31,8 @@ class SweepResult:
     not_picked_up: int = 0
     #: Nodes failed because their worker was lost too often.
     worker_lost: int = 0
-    #: Terminal statuses of the runs those failures closed.
-    finished: list[str] = field(default_factory=list)
+    #: (terminal status, workflow id) of the runs those failures closed.
+    finished: list[tuple[str, str]] = field(default_factory=list)
 
 
 def sweep(session: Session, settings: Settings) -> list[NodeRef]:
@@ -70,5 +70,5 @@ def _fail_exhausted_leases(session: Session, settings: Settings, now: datetime) 
         completion = complete_node(session, lease, lost, settings)
         result.to_publish += completion.to_publish
         if completion.finished:
-            result.finished.append(completion.finished)
+            result.finished.append((completion.finished, lease.workflow_id))
     return result

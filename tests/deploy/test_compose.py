@@ -174,3 +174,16 @@ def test_env_example_names_every_setting_and_every_compose_variable() -> None:
     interpolated = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)[:}?-]", compose_file))
     assert settings - named == set(), "add these settings to .env.example"
     assert interpolated - named - {"DUALMCP_ENV_FILE"} == set(), "add these to .env.example"
+
+
+def test_app_containers_check_their_own_loop_never_the_broker(compose: dict[str, Any]) -> None:
+    """They use the image's HEALTHCHECK (`dualmcp healthcheck`, by DUALMCP_ROLE): a worker's or
+    beat's heartbeat file, the web's /healthz. Nothing in it needs Redis (issue 16)."""
+    services = compose["services"]
+    roles = {"web": "web", "worker": "worker", "agents": "worker", "beat": "beat"}
+    for name, role in roles.items():
+        assert services[name]["environment"]["DUALMCP_ROLE"] == role, name
+        override = services[name].get("healthcheck", {}).get("test", ["dualmcp healthcheck"])
+        assert "dualmcp healthcheck" in " ".join(override), name
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+    assert 'CMD ["dualmcp", "healthcheck"]' in dockerfile

@@ -67,6 +67,11 @@ def _config(name: str, default: float) -> float:
     return float(data.get(name, default))
 
 
+def _config_text(name: str, default: str) -> str:
+    data = _all()[("ConfigMap", "dualmcp-config")]["data"]
+    return str(data.get(name, default))
+
+
 def test_web_workers_beat_and_the_migration_run_one_image_as_non_root() -> None:
     manifests = _all()
     images = set()
@@ -303,3 +308,52 @@ def test_the_restricted_check_refuses_a_pod_without_seccomp() -> None:
     pod = _pod(_all(), "dualmcp-web")
     del pod["securityContext"]["seccompProfile"]
     assert _restricted_problems(pod) == ["web: seccompProfile must be RuntimeDefault"]
+
+
+# --- probes: each tests what its promise needs (issue 16) ----------------------------------------
+
+#: The roles whose liveness is their own loop's heartbeat file, by Deployment.
+LOOP_ROLES = {"dualmcp-worker": "worker", "dualmcp-agents": "worker", "dualmcp-beat": "beat"}
+
+
+def _container(name: str) -> dict[str, Any]:
+    (container,) = _pod(_all(), name)["containers"]
+    return container
+
+
+def test_web_is_ready_on_readyz_and_live_on_healthz() -> None:
+    """/readyz needs only PostgreSQL: a Redis outage keeps the web pods in the Service."""
+    web = _container("dualmcp-web")
+    assert web["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert web["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+@pytest.mark.parametrize("name", sorted(LOOP_ROLES))
+def test_worker_and_beat_liveness_reads_their_heartbeat_not_the_broker(name: str) -> None:
+    probe = _container(name)["livenessProbe"]
+    assert probe["exec"]["command"] == ["dualmcp", "healthcheck", "--role", LOOP_ROLES[name]]
+    assert "readinessProbe" not in _container(name)  # no Service routes to them
+
+
+@pytest.mark.parametrize("name", sorted(LOOP_ROLES))
+def test_the_heartbeat_directory_is_writable_in_a_read_only_container(name: str) -> None:
+    container = _container(name)
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    heartbeat_dir = _config_text("DUALMCP_HEARTBEAT_DIR", Settings().heartbeat_dir)
+    mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
+    assert heartbeat_dir in mounts
+
+
+@pytest.mark.parametrize("name", sorted(LOOP_ROLES))
+def test_a_live_loop_never_fails_its_probe_and_a_stuck_one_is_restarted(name: str) -> None:
+    """A live loop touches its file every quarter of the window: a probe never sees it stale.
+    One that stopped is restarted within a few windows, and the command has time to start."""
+    probe = _container(name)["livenessProbe"]
+    window = _config("DUALMCP_HEARTBEAT_MAX_AGE_S", Settings().heartbeat_max_age_s)
+    restart_after = window + probe["periodSeconds"] * probe["failureThreshold"]
+    assert restart_after <= 4 * window
+    assert probe["timeoutSeconds"] >= 10  # the command's Python start-up, on a busy node
+    assert (
+        probe.get("initialDelaySeconds", 0) + probe["periodSeconds"] * probe["failureThreshold"]
+        >= window
+    )  # a slow start is not a stuck loop

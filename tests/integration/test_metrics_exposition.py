@@ -1,28 +1,43 @@
 """What ops see of the private stack: GET /metrics through gunicorn (two processes) and a
-worker's metrics port (prefork children) add up every process's counts; logs are JSON lines."""
+worker's metrics port (prefork children) add up every process's counts, by route template and
+by workflow (capped), without `_created` twins; a token guards the web's; logs are JSON lines."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.workflows import save_workflow
+from app.workflows import save_workflow, start_run
 from tests.http_peer import HttpPeer
-from tests.integration.conftest import Stack, execute, finished_run
+from tests.integration.conftest import ADMIN_KEY, Stack, execute, finished_run, gunicorn
 
 RUNS = 6
+SCRAPE_TOKEN = "integration-scrape-token"
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def _samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = httpx.get(url, timeout=10)
+def _samples(url: str, headers: dict[str, str] | None = None) -> Samples:
+    response = httpx.get(url, headers=headers, timeout=10)
     assert response.status_code == 200, response.text
+    assert "_created" not in response.text
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(response.text)
         for sample in family.samples
     }
+
+
+def _succeeded(samples: Samples) -> float:
+    """Runs that succeeded, summed over the workflow label."""
+    return sum(
+        value
+        for (name, labels), value in samples.items()
+        if name == "dualmcp_runs_finished_total" and ("status", "succeeded") in labels
+    )
 
 
 def _worker_metrics_url(stack: Stack) -> str:
@@ -39,7 +54,10 @@ def test_counts_from_every_process_add_up(private_stack: Stack, private_web_url:
             },
         )
     accepted = ("dualmcp_triggers_accepted_total", (("source", "api"),))
-    succeeded = ("dualmcp_runs_finished_total", (("status", "succeeded"),))
+    answered = (
+        "dualmcp_http_request_duration_seconds_count",
+        (("method", "POST"), ("route", "/api/workflow/execute"), ("status", "202")),
+    )
     durations = (
         "dualmcp_node_duration_seconds_count",
         (("outcome", "succeeded"), ("type", "transform")),
@@ -54,11 +72,61 @@ def test_counts_from_every_process_add_up(private_stack: Stack, private_web_url:
     for _ in range(3):  # whichever gunicorn process answers, it shows both processes' counts
         web = _samples(f"{private_web_url}/metrics")
         assert web[accepted] - web_before.get(accepted, 0) == RUNS
+        assert web[answered] - web_before.get(answered, 0) == RUNS
     worker = _samples(_worker_metrics_url(private_stack))
-    assert worker[succeeded] - worker_before.get(succeeded, 0) >= RUNS
+    # By workflow: "metered", or "other" in a child that already named 50 (a long session).
+    assert _succeeded(worker) - _succeeded(worker_before) >= RUNS
     assert worker[durations] - worker_before.get(durations, 0) >= RUNS
     assert worker[("dualmcp_sweeps_total", ())] > 0
     assert ("dualmcp_queue_depth", ()) in web
+
+
+@pytest.fixture(scope="module")
+def guarded_web_url(private_stack: Stack) -> Iterator[str]:
+    """gunicorn (two processes) with a scrape token and room for one workflow per process."""
+    extra = {
+        "PROMETHEUS_MULTIPROC_DIR": str(private_stack.logs / "guarded-web-metrics"),
+        "DUALMCP_METRICS_TOKEN": SCRAPE_TOKEN,
+        "DUALMCP_METRICS_MAX_WORKFLOWS": "1",
+    }
+    with gunicorn(private_stack, extra) as url:
+        yield url
+
+
+def test_the_web_metrics_refuse_a_scrape_without_the_token(guarded_web_url: str) -> None:
+    for headers in ({}, {"Authorization": "Bearer not-the-token"}):
+        response = httpx.get(f"{guarded_web_url}/metrics", headers=headers, timeout=10)
+        assert response.status_code == 401
+        assert "dualmcp_" not in response.text
+
+
+def test_workflows_past_the_cap_are_counted_as_other(
+    private_stack: Stack, guarded_web_url: str
+) -> None:
+    """Five workflows' runs cancelled through two processes that may each name one."""
+    workflows = [f"capped-{n}" for n in range(5)]
+    with private_stack.sessions.begin() as session:
+        for workflow_id in workflows:
+            node = {"id": "only", "type": "transform", "params": {"values": {"n": 1}}}
+            save_workflow(session, {"workflow_id": workflow_id, "nodes": [node]})
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    for workflow_id in workflows:  # queued, never published: cancelled before a sweep sends it
+        with private_stack.sessions.begin() as session:
+            run_id = start_run(session, workflow_id, {}).run_id
+        cancel = httpx.post(f"{guarded_web_url}/api/runs/{run_id}/cancel", headers=admin)
+        assert cancel.status_code == 200, cancel.text
+
+    scraped = _samples(f"{guarded_web_url}/metrics", {"Authorization": f"Bearer {SCRAPE_TOKEN}"})
+
+    cancelled = {
+        dict(labels)["workflow"]: value
+        for (name, labels), value in scraped.items()
+        if name == "dualmcp_runs_finished_total" and dict(labels)["status"] == "cancelled"
+    }
+    assert sum(cancelled.values()) == len(workflows)
+    named = set(cancelled) - {"other"}
+    assert 1 <= len(named) <= 2 and named <= set(workflows)
+    assert cancelled["other"] == len(workflows) - len(named)
 
 
 def test_worker_logs_are_json_lines_naming_the_run_and_node(
