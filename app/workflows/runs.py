@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.engine.schema import TERMINAL_RUN_STATUSES, NodeDefinition, WorkflowDefinition
 from app.errors import Conflict, NotFound
+from app.logs import log_context_value
 from app.models import NodeRun, Workflow, WorkflowRun, utcnow
 from app.workflows import node_runs
 from app.workflows.store import TriggerTarget, get_definition, get_workflow
@@ -61,6 +62,7 @@ def start_run(
     workflow = workflow or get_workflow(session, workflow_id)
     if workflow.status != "active":
         raise Conflict(f"workflow {workflow_id!r} is {workflow.status}")
+    origin = with_request_id(origin)
     version = version or workflow.version
     definition = get_definition(session, workflow_id, version)
     entry = definition.node(definition.entry_id)
@@ -85,6 +87,13 @@ def start_run(
         session, [node_runs.new_row(run_uuid, entry.id, entry.type, "pending", now)]
     )
     return StartedRun(str(run_uuid), [NodeRef(str(run_uuid), entry.id, continuation=False)])
+
+
+def with_request_id(origin: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`origin` naming the request (or node task) that starts the run, when there is one
+    (app/web/request_id.py): its id is in the logs of the request and of every node."""
+    request_id = log_context_value("request_id")
+    return {**(origin or {}), "request_id": request_id} if request_id else origin
 
 
 def get_run(session: Session, run_id: str, *, with_nodes: bool = True) -> dict[str, Any]:

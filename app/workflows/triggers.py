@@ -40,7 +40,7 @@ from app.engine.tool_input import tool_input_problems
 from app.errors import Conflict, DualMCPError
 from app.models import TriggerEvent, WorkflowRun, utcnow
 from app.workflows import statements as sql
-from app.workflows.runs import NodeRef, start_run
+from app.workflows.runs import NodeRef, start_run, with_request_id
 from app.workflows.store import (
     TriggerTarget,
     forget_trigger_target,
@@ -183,6 +183,7 @@ def _accept(
     digest = request_hash(delivery.raw_body)
     if source == "webhook":  # the run names its delivery (GET /api/runs/<id>: delivery_id)
         origin = {**(origin or {}), "delivery_id": delivery.idempotency_key}
+    origin = with_request_id(origin)
     refusal = _refusal(session, target, delivery.payload, check)
     if refusal is not None:
         if not final:

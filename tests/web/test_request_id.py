@@ -108,3 +108,19 @@ def test_the_node_message_of_a_trigger_carries_the_request_id(
     assert message.headers["task"] == "dualmcp.run_node"
     assert message.headers["request_id"] == "trigger-42"
     assert message.headers["argsrepr"] == repr((response.json["run_id"], "first"))
+
+
+def test_the_run_a_request_starts_names_it(client: FlaskClient) -> None:
+    """GET /api/runs/<id> says which request started the run (origin.request_id): the id to
+    look for in the web's and the nodes' logs."""
+    workflow_id = "request-id-run"
+    created = client.post("/api/workflows", json=two_step(workflow_id), headers=ADMIN)
+    assert created.status_code == 201
+    started = client.post(
+        "/api/workflow/execute",
+        json={"workflow_id": workflow_id, "input": {}},
+        headers={**ADMIN, "X-Request-ID": "run-starter-7"},
+    )
+    assert started.status_code == 202 and started.json is not None
+    run = client.get(f"/api/runs/{started.json['run_id']}", headers=ADMIN).json
+    assert run is not None and run["origin"] == {"request_id": "run-starter-7"}

@@ -160,7 +160,8 @@ def test_a_webhook_run_names_its_delivery(
     assert accepted.status_code == 202 and accepted.json is not None
     run = run_of(client, accepted.json["run_id"])
     assert (run["source"], run["delivery_id"]) == ("webhook", headers["webhook-id"])
-    assert run["origin"] == {"delivery_id": headers["webhook-id"]}
+    request_id = accepted.headers["X-Request-ID"]
+    assert run["origin"] == {"delivery_id": headers["webhook-id"], "request_id": request_id}
 
 
 def test_a_retry_from_the_start_names_the_run_it_retries(
