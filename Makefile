@@ -43,11 +43,11 @@ $(STAMP): pyproject.toml deploy/requirements.lock | $(PY)
 	$(PY) -m pip install -c deploy/requirements.lock -e '.[dev]'
 	touch $@
 
-# deploy/requirements.lock: the runtime dependencies (no dev tools) resolved afresh in a
-# throwaway venv and pinned; run after changing pyproject.toml's dependencies.
+# deploy/requirements.lock: the runtime dependencies and the otel extra (no dev tools) resolved
+# afresh in a throwaway venv and pinned; run after changing pyproject.toml's dependencies.
 lock: | $(PY)
 	rm -rf .ci/.lock-venv && $(PY) -m venv .ci/.lock-venv
-	.ci/.lock-venv/bin/pip install --quiet .
+	.ci/.lock-venv/bin/pip install --quiet '.[otel]'
 	{ sed -n '1,2p' deploy/requirements.lock; .ci/.lock-venv/bin/pip freeze --exclude dualmcp; } \
 	  > deploy/requirements.lock.new && mv deploy/requirements.lock.new deploy/requirements.lock
 	rm -rf .ci/.lock-venv build
