@@ -209,6 +209,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, demo: bool = False) -> None:
 
     server = create_server(standalone.web, host=host, port=port, threads=8)
     print(f"Dual MCP standalone: {config.url}")
+    print(f"  pages: {config.url}/ui   API docs: {config.url}/api/docs")
     print(f"  admin API key: {config.admin_key}")
     print(f"  database: {config.database_url} (broker: in-memory)")
     if demo:

@@ -85,6 +85,7 @@ SAMPLE_NODES = [
 def test_demo_prints_the_url_the_key_and_a_succeeded_run(standalone: Standalone) -> None:
     printed = standalone.wait_for_output("Serving; Ctrl-C stops.")
     assert standalone.url in printed
+    assert f"pages: {standalone.url}/ui" in printed
     assert f"admin API key: {ADMIN_KEY}" in printed
     assert "demo: offline (LLM nodes: echo provider; email and SMS: the outbox)" in printed
     assert "fired a signed new-lead webhook at sales-lead (lead 42)" in printed
