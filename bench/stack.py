@@ -5,8 +5,9 @@ bench never touches the test services (55432/56379), with PostgreSQL's durable d
 (DUALMCP_SERVICES_DURABLE=1, checked again here) and pg_stat_statements for counting
 statements. Then `dualmcp db upgrade`, gunicorn, the Celery worker and beat exactly as
 docs/operations.md runs them (prefork, acks_late: nothing turned off), the raw-Celery baseline
-worker, the bare Flask baseline (bench/flask_baseline.py) and the echo server. Every process gets
-its own process group, so stopping it stops its children too.
+worker and the durable one (its results in a database of its own), the bare Flask baseline
+(bench/flask_baseline.py) and the echo server. Every process gets its own process group, so
+stopping it stops its children too.
 """
 
 from __future__ import annotations
@@ -157,6 +158,7 @@ class Stack:
         hostname = socket.gethostname()
         self.worker_hostname = f"bench@{hostname}"
         self.baseline_hostname = f"baseline@{hostname}"
+        self.durable_hostname = f"durable@{hostname}"
         self.database_url = ""
         self.redis_url = ""
         self.processes: dict[str, Process] = {}
@@ -186,6 +188,14 @@ class Stack:
         return url.render_as_string(hide_password=False)
 
     @property
+    def results_url(self) -> str:
+        """bench/celery_durable.py's result backend: a database of its own next to the app's,
+        so Celery's tables never share one with ours."""
+        url = make_url(self.database_url)
+        url = url.set(database=f"{url.database}_celery_results")
+        return url.render_as_string(hide_password=False)
+
+    @property
     def app_role(self) -> str:
         return make_url(self.database_url).username or "dualmcp"
 
@@ -200,6 +210,7 @@ class Stack:
             "DUALMCP_HTTP_ALLOWLIST": "127.0.0.1",
             # The roles refuse to start without one (app/startup_checks.py).
             "DUALMCP_ENCRYPTION_KEY": BENCH_ENCRYPTION_KEY,
+            "DUALMCP_BENCH_RESULTS_URL": self.results_url,
             **self.extra_env,
         }
 
@@ -220,7 +231,9 @@ class Stack:
         redis.Redis.from_url(self.redis_url).flushall()
         env = self.app_env()
         # The harness publishes node messages and inspects workers through the same broker.
-        os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL")})
+        os.environ.update(
+            {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "DUALMCP_BENCH_RESULTS_URL")}
+        )
         from app.config import get_settings
 
         get_settings.cache_clear()
@@ -280,6 +293,17 @@ class Stack:
                 "bench.celery_baseline",
                 *worker_flags,
                 f"--hostname={self.baseline_hostname}",
+            ],
+            env,
+        )
+        self._add(
+            "durable",
+            [
+                *celery,
+                "-A",
+                "bench.celery_durable",
+                *worker_flags,
+                f"--hostname={self.durable_hostname}",
             ],
             env,
         )
@@ -376,17 +400,20 @@ class Stack:
 
     def _reset_database(self) -> None:
         """A fresh database each run (so earlier runs do not bloat the tables), migrated by
-        `dualmcp db upgrade` as ops run it."""
+        `dualmcp db upgrade` as ops run it; and an empty one for the durable baseline's results
+        (Celery creates its tables there)."""
         name = make_url(self.database_url).database
+        results = make_url(self.results_url).database
         engine = self._admin_engine()
         try:
             with engine.connect() as connection:
-                connection.execute(
-                    sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                )
-                connection.execute(
-                    sqlalchemy.text(f'CREATE DATABASE "{name}" OWNER "{self.app_role}"')
-                )
+                for database in (name, results):
+                    connection.execute(
+                        sqlalchemy.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+                    )
+                    connection.execute(
+                        sqlalchemy.text(f'CREATE DATABASE "{database}" OWNER "{self.app_role}"')
+                    )
         finally:
             engine.dispose()
         engine = self._admin_engine(name or "postgres")
@@ -409,6 +436,7 @@ class Stack:
     def _wait_ready(self) -> None:
         from app.tasks import celery
         from bench.celery_baseline import app as baseline
+        from bench.celery_durable import app as durable
 
         def alive_or_fail(name: str) -> None:
             if not self.processes[name].alive():
@@ -437,6 +465,7 @@ class Stack:
         wait_until(answers("web_baseline", baseline_health), 60, "the Flask baseline's gunicorn")
         wait_until(pings(celery, "worker", self.worker_hostname), 90, "the Celery worker")
         wait_until(pings(baseline, "baseline", self.baseline_hostname), 90, "the baseline worker")
+        wait_until(pings(durable, "durable", self.durable_hostname), 90, "the durable worker")
         alive_or_fail("beat")
 
     # -- measuring -------------------------------------------------------------------------

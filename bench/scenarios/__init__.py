@@ -11,7 +11,7 @@ from collections.abc import Callable
 from bench.context import Bench
 from bench.scenarios.agents import agents
 from bench.scenarios.calibration import calibration
-from bench.scenarios.chain import raw_celery_chain
+from bench.scenarios.chain import durable_celery_chain, raw_celery_chain
 from bench.scenarios.e2e import end_to_end_latency
 from bench.scenarios.ingest import ingest
 from bench.scenarios.mcp_tools import mcp_tools
@@ -24,6 +24,7 @@ Scenario = Callable[[Bench], None]
 SCENARIOS: list[tuple[str, Scenario]] = [
     ("0. calibration", calibration),
     ("1. raw Celery chain", raw_celery_chain),
+    ("1. durable Celery chain", durable_celery_chain),
     ("2. http_request nodes", http_nodes),
     ("2. control nodes", control_nodes),
     ("   db round trips", db_round_trips),

@@ -1,8 +1,10 @@
 """Scenario 2: what one of our nodes costs next to a raw Celery task.
 
 A workflow of 8 `http_request` nodes against the echo server (each node its own task, like the
-baseline's chain) gives `node_ms` and `node_overhead_ratio`; a workflow of 8 `transform` nodes
-(control nodes, run inline in one task, each still its own node_run) gives `control_node_ms`.
+baselines' chains) gives `node_ms`, `node_overhead_ratio` (to the raw chain's task) and
+`node_durable_ratio` (to the durable chain's, results stored in PostgreSQL); a workflow of 8
+`transform` nodes (control nodes, run inline in one task, each still its own node_run) gives
+`control_node_ms`.
 Runs are started one at a time, as the front end starts them (one transaction, then publish),
 and timed by PostgreSQL: created_at to finished_at.
 """
@@ -62,7 +64,8 @@ def _breakdown(bench: Bench, run_ids: list[str]) -> dict[str, Any]:
 
 
 def http_nodes(bench: Bench) -> None:
-    """node_ms = p50 run latency / 8; node_overhead_ratio = node_ms / celery_chain_ms_per_task."""
+    """node_ms = p50 run latency / 8; node_overhead_ratio = node_ms / celery_chain_ms_per_task;
+    node_durable_ratio = node_ms / durable_chain_ms_per_task."""
     workflow_id = "bench-http8"
     bench.put_workflow(http_chain(workflow_id, bench.stack.echo_url))
     profile = PySpy.for_bench(bench, "worker", "http_nodes")
@@ -78,6 +81,8 @@ def http_nodes(bench: Bench) -> None:
     bench.metrics["node_cpu_ms"] = cost["cpu_ms_per_unit"]
     chain_ms = bench.metrics.get("celery_chain_ms_per_task")
     bench.metrics["node_overhead_ratio"] = rounded(node_ms / chain_ms, 3) if chain_ms else None
+    durable_ms = bench.metrics.get("durable_chain_ms_per_task")
+    bench.metrics["node_durable_ratio"] = rounded(node_ms / durable_ms, 3) if durable_ms else None
     bench.details["http_nodes"] = {
         "run_latency": summarize_ms(latencies),
         "breakdown": _breakdown(bench, run_ids),
