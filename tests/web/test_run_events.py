@@ -290,6 +290,7 @@ def gunicorn(settings: Settings, log_path: Path) -> Iterator[str]:
             stdout=log,
             stderr=subprocess.STDOUT,
             pass_fds=[listener.fileno()],
+            start_new_session=True,  # its worker too can be killed as a group
         )
     listener.close()
     base = f"http://127.0.0.1:{port}"
@@ -301,8 +302,12 @@ def gunicorn(settings: Settings, log_path: Path) -> Iterator[str]:
             time.sleep(0.1)
         yield base
     finally:
-        server.send_signal(signal.SIGINT)  # quick shutdown: no stream to wait for
-        server.wait(timeout=15)
+        server.send_signal(signal.SIGINT)  # quick shutdown
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # a stream's thread keeps the worker: no need to wait
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=15)
 
 
 def _answers(url: str) -> bool:
