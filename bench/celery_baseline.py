@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import Any
 
 import httpx
 import redis
@@ -26,31 +27,36 @@ DONE_LIST = "bench:chain:done"
 
 BROKER_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:56479/0")
 
+
+def worker_settings(queue: str) -> dict[str, Any]:
+    """The same as make_celery (app/tasks/celery_app.py): nothing turned off to look fast. The
+    durable baseline (bench/celery_durable.py) runs with these too, on its own queue."""
+    return {
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_queues": [Queue(queue)],
+        "task_default_queue": queue,
+        "broker_transport_options": {
+            "queue_order_strategy": "priority",
+            "visibility_timeout": 3600,
+            "socket_connect_timeout": 2,
+        },
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+    }
+
+
 app = Celery("bench_baseline", broker=BROKER_URL)
-app.conf.update(
-    # The same as make_celery (app/tasks/celery_app.py): nothing turned off to look fast.
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    worker_prefetch_multiplier=1,
-    task_ignore_result=True,
-    task_serializer="json",
-    accept_content=["json"],
-    task_queues=[Queue(CHAIN_QUEUE)],
-    task_default_queue=CHAIN_QUEUE,
-    broker_transport_options={
-        "queue_order_strategy": "priority",
-        "visibility_timeout": 3600,
-        "socket_connect_timeout": 2,
-    },
-    broker_connection_retry_on_startup=True,
-    worker_hijack_root_logger=False,
-)
+app.conf.update(**worker_settings(CHAIN_QUEUE), task_ignore_result=True)
 
 _http: httpx.Client | None = None
 _redis: redis.Redis | None = None
 
 
-def _clients() -> tuple[httpx.Client, redis.Redis]:
+def clients() -> tuple[httpx.Client, redis.Redis]:
     """Per-process clients, made on first use (after the prefork fork)."""
     global _http, _redis
     if _http is None or _redis is None:
@@ -61,7 +67,7 @@ def _clients() -> tuple[httpx.Client, redis.Redis]:
 
 @app.task(name="bench.fetch", ignore_result=True)
 def fetch(url: str, chain_id: str, last: bool) -> None:
-    http, done = _clients()
+    http, done = clients()
     http.get(url).raise_for_status()
     if last:
         done.rpush(DONE_LIST, json.dumps({"id": chain_id, "t": time.time()}))
