@@ -375,6 +375,9 @@ cmd_tools() {
     command -v promtool >/dev/null || apt_install --no-install-recommends prometheus
     # tests/ui drive it with Playwright (`playwright install` cannot download a browser here).
     command -v chromium >/dev/null || apt_install chromium fonts-dejavu-core
+    # The bench's scale-out scenario puts workers in network namespaces (ip) behind DNAT (nft).
+    command -v ip >/dev/null || apt_install iproute2
+    command -v nft >/dev/null || apt_install --no-install-recommends nftables
 }
 
 cmd_env() {

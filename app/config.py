@@ -68,6 +68,9 @@ SECTIONS: tuple[Section, ...] = (
             "max_redeliveries",
             "schedule_interval_s",
             "soft_shutdown_timeout_s",
+            "slow_node_types",
+            "db_pool_size",
+            "db_max_overflow",
         ),
     ),
     Section(
@@ -282,6 +285,28 @@ class Settings(BaseSettings):
         description="after SIGTERM, seconds a worker lets its running nodes finish before "
         "handing them back (Celery's `worker_soft_shutdown_timeout`); keep the stop grace "
         "period above it",
+    )
+    slow_node_types: str = Field(
+        "openai,ai_content_generation,claude_ai,mcp_llm,http_request,data_fetch,webhook",
+        validation_alias=_env("DUALMCP_SLOW_NODE_TYPES"),
+        description="node types, comma-separated, that wait on the network: their messages go "
+        "to the `dualmcp.slow` queue, served by a threads-pool worker (docs/operations.md: "
+        "Workers), so fast nodes never queue behind them. Empty: every node on the fast queues",
+    )
+    db_pool_size: int = Field(
+        5,
+        ge=1,
+        validation_alias=_env("DUALMCP_DB_POOL_SIZE"),
+        description="PostgreSQL connections each worker process keeps open in its pool (lease "
+        "claims have a pool of 2 of their own). No connection is held while a driver runs, so a "
+        "`-c 100` threads worker needs about 10, not 100 (docs/operations.md: Workers)",
+    )
+    db_max_overflow: int = Field(
+        10,
+        ge=0,
+        validation_alias=_env("DUALMCP_DB_MAX_OVERFLOW"),
+        description="connections a worker process may open above each pool at a peak, closed "
+        "again when returned: at most pool size + 2 + 2 x this in all",
     )
 
     # --- run events ---
@@ -570,6 +595,11 @@ class Settings(BaseSettings):
     @property
     def is_postgres(self) -> bool:
         return self.database_url.startswith("postgresql")
+
+    @property
+    def slow_node_type_set(self) -> frozenset[str]:
+        """DUALMCP_SLOW_NODE_TYPES as a set."""
+        return frozenset(name.strip() for name in self.slow_node_types.split(",") if name.strip())
 
 
 @lru_cache(maxsize=1)

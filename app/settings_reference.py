@@ -97,6 +97,24 @@ COMPOSE_ONLY: tuple[Variable, ...] = (
         "DUALMCP_AGENT_WORKER_CONCURRENCY", "4", "processes per `agents` container (agent turns)"
     ),
     Variable(
+        "DUALMCP_IO_WORKER_CONCURRENCY",
+        "100",
+        "threads of the one process per `worker-io` container: nodes on `dualmcp.slow` (LLM, "
+        "agent, HTTP) in flight at once",
+    ),
+    Variable(
+        "DUALMCP_IO_DB_POOL_SIZE",
+        "10",
+        "`DUALMCP_DB_POOL_SIZE` of `worker-io` (its threads hold a connection only to claim and "
+        "complete)",
+    ),
+    Variable(
+        "DUALMCP_IO_STOP_GRACE_PERIOD",
+        "90s",
+        "Docker's SIGKILL deadline for a `worker-io`: keep it above "
+        "`DUALMCP_SOFT_SHUTDOWN_TIMEOUT_S` + 30 s",
+    ),
+    Variable(
         "DUALMCP_STOP_GRACE_PERIOD",
         "90s",
         "Docker's SIGKILL deadline for a `worker`: keep it above "

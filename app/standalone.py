@@ -40,6 +40,7 @@ from app.tasks.celery_app import (
     FIRE_SCHEDULES,
     NODES_QUEUE,
     RUNS_QUEUE,
+    SLOW_QUEUE,
     SWEEP,
     make_celery,
     use_celery,
@@ -49,7 +50,10 @@ from app.web import create_app, default_context
 
 log = logging.getLogger(__name__)
 
-WORKER_THREADS = 4
+#: Threads of the in-process worker: nodes that wait on the network (LLM, HTTP) hold one each
+#: while SQLite serialises the writes anyway; each still has its timeout (app/workflows/
+#: deadlines.py).
+WORKER_THREADS = 16
 #: Where credentials' encryption key is kept when DUALMCP_ENCRYPTION_KEY is not set.
 KEY_FILE = "dualmcp.key"
 #: Settings that would let the demo reach outside services; `--demo` runs without them.
@@ -229,7 +233,7 @@ def start_worker(celery: Celery) -> None:
         hostname="standalone@localhost",
         pool="threads",
         concurrency=WORKER_THREADS,
-        queues=[NODES_QUEUE, AGENTS_QUEUE, RUNS_QUEUE],
+        queues=[NODES_QUEUE, AGENTS_QUEUE, RUNS_QUEUE, SLOW_QUEUE],
         without_heartbeat=True,
         without_mingle=True,
         without_gossip=True,

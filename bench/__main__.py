@@ -1,7 +1,7 @@
 """`python -m bench` (`make bench`): start the stack, run every scenario, print, write JSON.
 
     python -m bench            the full benchmark (several minutes)
-    python -m bench --quick    the same scenarios, smaller (under 90 s; what CI may run)
+    python -m bench --quick    the same scenarios, smaller (about 2.5 min; what CI may run)
     python -m bench --profile  also py-spy the worker (http nodes, saturation) and gunicorn
     python -m bench --only http,control   only those scenarios (into bench/results/only.json)
 
@@ -43,7 +43,7 @@ def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, under 90 s")
+    parser.add_argument("--quick", action="store_true", help="small sizes, about 2.5 min")
     parser.add_argument("--profile", action="store_true", help="py-spy the worker and gunicorn")
     parser.add_argument(
         "--env",

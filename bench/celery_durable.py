@@ -43,7 +43,7 @@ app.conf.update(
 )
 
 
-class DurableFetch(Task):
+class DurableFetch(Task):  # type: ignore[type-arg]
     """Reports the end of a chain once the last task's result is stored."""
 
     def on_success(self, retval: Any, task_id: str, args: tuple[Any, ...], kwargs: Any) -> None:

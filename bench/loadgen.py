@@ -2,13 +2,17 @@
 
     python -m bench.loadgen SPEC.json OUT.json
 
-Three modes, all over plain `http.client` (a persistent connection per thread; far cheaper per
-request than a full-featured client, so more of the box is left to the system under test):
+Four modes, over plain `http.client` or a bare socket (a persistent connection per thread; far
+cheaper per request than a full-featured client, so more of the box is left to the system under
+test):
 
 - `burst`: `count` signed triggers, closed loop over `concurrency` threads, within `max_seconds`;
 - `paced`: signed triggers offered at `rate` per second for `seconds` (open loop: a request's
   send time does not wait for earlier answers, unless all `concurrency` threads are busy);
-- `poll`: GET each of `paths` in turn at `rate` per second, until SIGTERM or `max_seconds`.
+- `poll`: GET each of `paths` in turn at `rate` per second, until SIGTERM or `max_seconds`;
+- `flood`: `concurrency` keep-alive connections, closed loop, for `seconds`, each sending signed
+  triggers as fast as it can and sending the same delivery again at once after a 429, a 503 or
+  no answer (as many webhook senders do); refusals are counted, not recorded one by one.
 
 Triggers are signed (Standard Webhooks) before the clock starts. Every request is recorded as
 `[sent_at, latency_s, status, run_id, retry_after]` (status 0: no answer, e.g. a timeout).
@@ -23,6 +27,7 @@ import json
 import queue
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -165,7 +170,127 @@ def _run_threads(target: Any, count: int, timeout: float) -> None:
         thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
-MODES = {"burst": burst, "paced": paced_triggers, "poll": poll}
+class RawClient:
+    """One keep-alive connection over a bare socket, sending prebuilt request bytes: the flood's
+    senders share the box with the system under test, so each request must cost them little.
+    Reads an answer as far as its status, Retry-After and body; reconnects when it closes."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.address = (host, port)
+        self.sock: socket.socket | None = None
+        self.buffer = b""
+
+    def send(self, data: bytes) -> Record:
+        sent = time.time()
+        start = time.perf_counter()
+        try:
+            if self.sock is None:
+                self.sock = socket.create_connection(self.address, timeout=REQUEST_TIMEOUT_S)
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock.sendall(data)
+            status, headers, body = self._answer(self.sock)
+        except (OSError, ValueError):
+            self._close()
+            return [sent, time.perf_counter() - start, 0, "", ""]
+        latency = time.perf_counter() - start
+        if headers.get(b"connection", b"").lower() == b"close":
+            self._close()
+        run_id = ""
+        if status in (200, 202):
+            with contextlib.suppress(ValueError, AttributeError):
+                run_id = json.loads(body).get("run_id") or ""
+        return [sent, latency, status, run_id, headers.get(b"retry-after", b"").decode()]
+
+    def _answer(self, sock: socket.socket) -> tuple[int, dict[bytes, bytes], bytes]:
+        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+            self.buffer += self._recv(sock)
+        head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get(b"content-length", b"0"))
+        while len(self.buffer) < length:
+            self.buffer += self._recv(sock)
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return status, headers, body
+
+    @staticmethod
+    def _recv(sock: socket.socket) -> bytes:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ValueError("the connection closed mid-answer")
+        return chunk
+
+    def _close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        self.sock, self.buffer = None, b""
+
+
+def flood(spec: dict[str, Any], stop: threading.Event) -> dict[str, Any]:
+    """Closed loop, every connection as fast as it can; a refused delivery is sent again at
+    once (the same webhook-id: a real sender retries the same message). Records the final
+    answer of each delivery; refusals and failed sends are counted, with a sample of their
+    latencies."""
+    parts = urlsplit(spec["base_url"])
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    deliveries = [_as_bytes(request, host) for request in signed_triggers(spec)]
+    deadline = time.monotonic() + spec["seconds"]
+    counter = itertools.count()
+    records: list[Record] = []
+    retried: dict[str, int] = {}
+    with_retry_after = 0
+    refusal_latency: list[float] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        nonlocal with_retry_after
+        client = RawClient(host, port)
+        mine: list[Record] = []
+        counts: dict[str, int] = {}
+        told_when = 0
+        latencies: list[float] = []
+        while not stop.is_set() and time.monotonic() < deadline:
+            index = next(counter)
+            if index >= len(deliveries):
+                break
+            while not stop.is_set() and time.monotonic() < deadline:
+                record = client.send(deliveries[index])
+                if record[2] not in (0, 429, 503):
+                    mine.append(record)
+                    break
+                counts[str(record[2])] = counts.get(str(record[2]), 0) + 1
+                told_when += 1 if record[4] else 0
+                if len(latencies) < 5000:
+                    latencies.append(record[1])
+        with lock:
+            records.extend(mine)
+            for status, count in counts.items():
+                retried[status] = retried.get(status, 0) + count
+            with_retry_after += told_when
+            refusal_latency.extend(latencies)
+
+    _run_threads(work, spec["concurrency"], spec["seconds"] + REQUEST_TIMEOUT_S + 5)
+    return {
+        "records": records,
+        "retried": retried,
+        "retried_with_retry_after": with_retry_after,
+        "retried_latency_sample": refusal_latency,
+    }
+
+
+def _as_bytes(request: Request, host: str) -> bytes:
+    method, path, body, headers = request
+    body = body or b""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]  # content-type included
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+MODES = {"burst": burst, "paced": paced_triggers, "poll": poll, "flood": flood}
 
 
 def main(spec_path: str, out_path: str) -> None:
@@ -173,9 +298,9 @@ def main(spec_path: str, out_path: str) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     started = time.time()
-    records = MODES[spec["mode"]](spec, stop)
-    result = {"started": started, "finished": time.time(), "records": records}
-    Path(out_path).write_text(json.dumps(result))
+    outcome = MODES[spec["mode"]](spec, stop)
+    result = outcome if isinstance(outcome, dict) else {"records": outcome}
+    Path(out_path).write_text(json.dumps({"started": started, "finished": time.time(), **result}))
 
 
 # -- the harness side ----------------------------------------------------------------------

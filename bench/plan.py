@@ -1,4 +1,4 @@
-"""How much of each scenario to run: the full benchmark, or `--quick` (under 90 s, for CI)."""
+"""How much of each scenario to run: the full benchmark, or `--quick` (about 2.5 min, for CI)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,18 @@ class Plan:
     overload_drain_timeout_s: float
     #: Scenario 5: requests timed per case (cache hit, cache miss).
     agent_requests: int
+    #: Scenario 4d (goodput): seconds of flood, and of each cost phase (accepted, refused).
+    goodput_seconds: int
+    goodput_phase_seconds: float
+    #: Scenario 7 (scale-out): each worker's thread pool (-c), the slow server's delay, and the
+    #: runs per worker in a timed batch (the cut's batch is twice this).
+    scale_out_concurrency: int
+    scale_out_delay_s: float
+    scale_out_runs_per_worker: int
+    #: Scenario 8 (slow nodes): runs of the 1 s LLM node on the I/O pool, and prefork's sample
+    #: (at 4 a second it stays below the sweeper's 10 s republish threshold).
+    slow_runs: int
+    slow_prefork_runs: int
     #: The whole run is stopped (and everything it started) past this many seconds.
     deadline_s: float
 
@@ -47,6 +59,13 @@ FULL = Plan(
     overload_seconds=20.0,
     overload_drain_timeout_s=240.0,
     agent_requests=200,
+    goodput_seconds=20,
+    goodput_phase_seconds=4.0,
+    scale_out_concurrency=10,
+    scale_out_delay_s=1.0,
+    scale_out_runs_per_worker=50,
+    slow_runs=500,
+    slow_prefork_runs=32,
     deadline_s=1500.0,
 )
 
@@ -64,5 +83,12 @@ QUICK = Plan(
     overload_seconds=4.0,
     overload_drain_timeout_s=20.0,
     agent_requests=20,
-    deadline_s=170.0,
+    goodput_seconds=8,
+    goodput_phase_seconds=2.0,
+    scale_out_concurrency=10,
+    scale_out_delay_s=1.0,
+    scale_out_runs_per_worker=30,
+    slow_runs=500,
+    slow_prefork_runs=12,
+    deadline_s=300.0,
 )

@@ -39,7 +39,8 @@ DEFAULT_STATE_DIR = REPO / ".ci" / ".services-bench"
 #: Not the test services' 55432/56379; DUALMCP_BENCH_PG_PORT / _REDIS_PORT override them.
 DEFAULT_PG_PORT = 55532
 DEFAULT_REDIS_PORT = 56479
-#: gunicorn's sync workers, as docs/operations.md runs them (`--workers 4` on a 2-core box).
+#: gunicorn's processes, as docs/operations.md runs them (`--workers 4` on a 2-core box), each
+#: with app/web/serving.py's worker class and threads.
 GUNICORN_WORKERS = 2 * (os.cpu_count() or 1)
 GUNICORN_CONF = REPO / "app" / "web" / "gunicorn_conf.py"
 #: A fixed Fernet key: the bench stores no credential, but the roles need one to start.
@@ -235,6 +236,7 @@ class Stack:
             {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "DUALMCP_BENCH_RESULTS_URL")}
         )
         from app.config import get_settings
+        from app.web import serving
 
         get_settings.cache_clear()
         python = sys.executable
@@ -263,6 +265,7 @@ class Stack:
                 "bench.flask_baseline:app",
                 f"--bind=127.0.0.1:{self.web_baseline_port}",
                 f"--workers={GUNICORN_WORKERS}",
+                *serving.gunicorn_flags(),  # the worker class ours runs, or the floor is unfair
             ],
             env,
         )

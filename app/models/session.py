@@ -10,8 +10,13 @@ from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(database_url: str) -> Engine:
-    """An engine for the backend: pooled PostgreSQL, or SQLite in WAL mode with a busy wait."""
+def make_engine(database_url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
+    """An engine for the backend: pooled PostgreSQL, or SQLite in WAL mode with a busy wait.
+
+    The pool (DUALMCP_DB_POOL_SIZE, DUALMCP_DB_MAX_OVERFLOW) serves every thread of the
+    process: no session is open while a driver runs, so a threads worker's claims and
+    completions hold a connection for milliseconds each and need far fewer than its threads.
+    """
     if database_url.startswith("sqlite"):
         # sqlalchemy.create_engine looked up at each call: OpenTelemetry's instrumentation
         # (app/otel.py) wraps it after this module is imported.
@@ -23,10 +28,12 @@ def make_engine(database_url: str) -> Engine:
     # PostgreSQL restart the first statement on a stale connection fails instead; SQLAlchemy
     # then invalidates the whole pool, the web answers that request 503 + Retry-After, and a
     # node task is retried by Celery (app/tasks/nodes.py), so nothing is lost.
-    return sqlalchemy.create_engine(database_url, pool_size=5, max_overflow=10, pool_recycle=3600)
+    return sqlalchemy.create_engine(
+        database_url, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=3600
+    )
 
 
-def make_claims_engine(database_url: str) -> Engine | None:
+def make_claims_engine(database_url: str, *, max_overflow: int = 10) -> Engine | None:
     """An engine for lease claims on PostgreSQL: autocommit (no BEGIN/COMMIT round trips) and
     `synchronous_commit=off` (no fsync wait). Safe only for writes a crash may lose without
     harm; see app/workflows/execution.py lease_node. None on SQLite (claims use the main one)."""
@@ -37,7 +44,7 @@ def make_claims_engine(database_url: str) -> Engine | None:
         isolation_level="AUTOCOMMIT",
         connect_args={"options": "-c synchronous_commit=off"},
         pool_size=2,
-        max_overflow=10,
+        max_overflow=max_overflow,
         pool_recycle=3600,
     )
 

@@ -12,7 +12,7 @@ from celery.signals import worker_process_init
 # their Celery signal receivers (no start without an encryption key; hand-back of running nodes on
 # a warm shutdown; logs and the worker metrics port; OpenTelemetry when configured).
 from app.tasks import kombu_compat, role_checks, shutdown, telemetry, tracing  # noqa: F401
-from app.tasks.celery_app import AGENTS_QUEUE, NODES_QUEUE, RUNS_QUEUE, process_celery
+from app.tasks.celery_app import AGENTS_QUEUE, NODES_QUEUE, RUNS_QUEUE, SLOW_QUEUE, process_celery
 from app.tasks.runtime import set_runtime
 
 kombu_compat.install()  # a worker survives a Redis restart (app/tasks/kombu_compat.py)
@@ -31,4 +31,4 @@ def _fresh_runtime_after_fork(**_kwargs: object) -> None:
     set_runtime(None)
 
 
-__all__ = ["AGENTS_QUEUE", "NODES_QUEUE", "RUNS_QUEUE", "celery"]
+__all__ = ["AGENTS_QUEUE", "NODES_QUEUE", "RUNS_QUEUE", "SLOW_QUEUE", "celery"]

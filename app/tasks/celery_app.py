@@ -20,6 +20,10 @@ from app.config import Settings, get_settings
 NODES_QUEUE = "dualmcp.nodes"
 #: Entry nodes of new runs.
 RUNS_QUEUE = "dualmcp.runs"
+#: Nodes whose type waits on the network (DUALMCP_SLOW_NODE_TYPES: LLM, agent, HTTP): served
+#: by a threads-pool worker (`-Q dualmcp.slow -P threads -c 100`), so fast nodes never wait
+#: behind them; last in the order, so a worker serving every queue takes fast work first.
+SLOW_QUEUE = "dualmcp.slow"
 #: Agent conversation turns (POST /api/mcp/process): someone is waiting, so served before new
 #: runs but after continuations; `-Q dualmcp.agents` gives them workers of their own.
 AGENTS_QUEUE = "dualmcp.agents"
@@ -63,7 +67,7 @@ def make_celery(settings: Settings) -> DualMCPCelery:
         result_serializer="json",
         task_serializer="json",
         accept_content=["json"],
-        task_queues=[Queue(NODES_QUEUE), Queue(AGENTS_QUEUE), Queue(RUNS_QUEUE)],
+        task_queues=[Queue(NODES_QUEUE), Queue(AGENTS_QUEUE), Queue(RUNS_QUEUE), Queue(SLOW_QUEUE)],
         task_default_queue=RUNS_QUEUE,
         broker_transport_options={
             # BRPOP the queues in the order above: continuations before new runs.

@@ -15,7 +15,7 @@ from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.logs import log_context_value
-from app.tasks.celery_app import NODES_QUEUE, RUN_NODE, RUNS_QUEUE
+from app.tasks.celery_app import NODES_QUEUE, RUN_NODE, RUNS_QUEUE, SLOW_QUEUE, settings_of
 from app.workflows import node_runs
 from app.workflows.runs import NodeRef
 
@@ -36,6 +36,14 @@ class Dispatcher:
         self.celery = celery
         self.sessions = sessions
         self._depth: tuple[float, int | None] = (float("-inf"), None)
+        #: Node types routed to the slow queue (DUALMCP_SLOW_NODE_TYPES).
+        self.slow_types = settings_of(celery).slow_node_type_set
+
+    def queue_of(self, ref: NodeRef) -> str:
+        """Slow (I/O-bound) node types to their own queue; else continuations before new runs."""
+        if ref.node_type is not None and ref.node_type in self.slow_types:
+            return SLOW_QUEUE
+        return NODES_QUEUE if ref.continuation else RUNS_QUEUE
 
     def publish(self, refs: list[NodeRef]) -> None:
         """Send one `dualmcp.run_node` message per ref. A broker failure is logged, not raised:
@@ -52,7 +60,7 @@ class Dispatcher:
                 self.celery.send_task(
                     RUN_NODE,
                     args,
-                    queue=NODES_QUEUE if ref.continuation else RUNS_QUEUE,
+                    queue=self.queue_of(ref),
                     countdown=ref.countdown or 0,
                     ignore_result=True,  # as the task says: no result-backend subscription
                     headers=headers,
@@ -70,7 +78,9 @@ class Dispatcher:
             _mark_unpublished(self.sessions, failed)
 
     def queue_depth(self) -> int | None:
-        """Messages waiting in both node queues (admission control); None when it cannot be
+        """Messages waiting in the node queues, the slow one included (a backlog is a backlog:
+        admission control bounds it, DESIGN.md Execution 7; one pipeline, one round trip as
+        before); None when it cannot be
         known (a broker other than Redis, or Redis unreachable). Read at most every
         QUEUE_DEPTH_TTL_S."""
         read_at, depth = self._depth
@@ -107,7 +117,7 @@ def _read_queue_depth(celery: Celery) -> int | None:
             if connection.transport_cls not in ("redis", "rediss"):
                 return None
             pipeline = connection.default_channel.client.pipeline(transaction=False)
-            pipeline.llen(NODES_QUEUE).llen(RUNS_QUEUE)
+            pipeline.llen(NODES_QUEUE).llen(RUNS_QUEUE).llen(SLOW_QUEUE)
             return sum(int(length) for length in pipeline.execute())
     except Exception:
         log.warning("could not read the queue depth", exc_info=True)

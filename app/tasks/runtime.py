@@ -8,6 +8,7 @@ a `celery -A app.tasks` worker, whose only configuration is the environment, get
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -45,17 +46,23 @@ class Runtime:
 
 def make_runtime(settings: Settings, celery: Celery) -> Runtime:
     """A worker's resources, made from `settings`, publishing through `celery`."""
-    sessions = make_session_factory(make_engine(settings.database_url))
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
+    sessions = make_session_factory(engine)
     return Runtime(
         settings=settings,
         sessions=sessions,
         http=make_http_client(settings),
         dispatcher=Dispatcher(celery, sessions),
-        claims=_claims_sessions(settings.database_url),
+        claims=_claims_sessions(settings),
     )
 
 
 _runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
 
 
 def get_runtime() -> Runtime:
@@ -63,9 +70,14 @@ def get_runtime() -> Runtime:
     the environment's settings (the worker entry point), so a forked child never shares its
     parent's."""
     global _runtime
-    if _runtime is None:
-        _runtime = make_runtime(get_settings(), process_celery())
-    return _runtime
+    runtime = _runtime
+    if runtime is None:
+        # A threads-pool worker's first burst: one runtime (one engine, one HTTP client), not
+        # one per thread that got there first.
+        with _runtime_lock:
+            runtime = _runtime or make_runtime(get_settings(), process_celery())
+            _runtime = runtime
+    return runtime
 
 
 def publish(refs: list[NodeRef]) -> None:
@@ -74,8 +86,8 @@ def publish(refs: list[NodeRef]) -> None:
     get_runtime().dispatcher.publish(refs)
 
 
-def _claims_sessions(database_url: str) -> sessionmaker[Session] | None:
-    engine = make_claims_engine(database_url)
+def _claims_sessions(settings: Settings) -> sessionmaker[Session] | None:
+    engine = make_claims_engine(settings.database_url, max_overflow=settings.db_max_overflow)
     return make_session_factory(engine) if engine is not None else None
 
 

@@ -19,6 +19,7 @@ from app.tasks.agents import CeleryAgentTasks
 from app.tasks.celery_app import make_celery
 from app.tasks.dispatch import Dispatcher
 from app.web import (
+    admission,
     agents,
     conversations,
     credentials,
@@ -70,6 +71,8 @@ def create_app(
     ui.init_app(app)  # the pages at /ui (app/web/ui), and / redirecting there
     if hops := context.settings.proxy_hops:  # the sender's address from X-Forwarded-For
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)  # type: ignore[method-assign]
+    # In front of everything: a trigger refused for load costs no hook, body, key or query.
+    app.wsgi_app = admission.AdmissionGate(app.wsgi_app, context)  # type: ignore[method-assign]
     if app.config.get("DUALMCP_DEMO"):
         app.register_blueprint(demo.bp)
     return app

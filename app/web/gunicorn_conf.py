@@ -1,9 +1,10 @@
 """gunicorn settings for the front end, loaded with `-c python:app.web.gunicorn_conf`.
 
 Command-line flags and GUNICORN_CMD_ARGS set the rest (`--bind 0.0.0.0:8000`; WEB_CONCURRENCY
-sets the worker count). What this adds: the project's log format for gunicorn's own lines and the
-access log, the longest request line, and the hooks multiprocess metrics need
-(PROMETHEUS_MULTIPROC_DIR).
+sets the worker count) and win over what is here. What this adds: the worker class, its threads
+and keep-alive (one place, so compose, Kubernetes, the docs and the bench agree), the project's
+log format for gunicorn's own lines and the access log, the longest request line, and the hooks
+multiprocess metrics need (PROMETHEUS_MULTIPROC_DIR).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from app.config import get_settings
 from app.logs import logging_config
 from app.otel import configure_tracing
 from app.startup_checks import enforce
+from app.web import serving
 
 # No start without DUALMCP_ENCRYPTION_KEY (and loud warnings for the examples' secrets).
 enforce(get_settings(), "web")
@@ -31,6 +33,10 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # The longest request line gunicorn takes (its own maximum; the default is 4094): a longer
 # path gets gunicorn's HTML 414 instead of the API's JSON 404 (issue 13).
 limit_request_line = 8190
+# Threads and keep-alive, not sync workers (app/web/serving.py says why).
+worker_class = serving.WORKER_CLASS
+threads = serving.THREADS
+keepalive = serving.KEEPALIVE_S
 # A request outliving this is a bug (triggers only enqueue); SIGTERM waits as long.
 timeout = 30
 graceful_timeout = 30

@@ -27,7 +27,6 @@ from app.engine.schema import RunStatus
 from app.errors import NotFound
 from app.models import each_statement_commits
 from app.web import signatures, webhook_payloads
-from app.web.admission import admit_new_run
 from app.web.api import endpoint, read_json
 from app.web.context import web_context
 from app.web.errors import ApiError
@@ -149,8 +148,8 @@ def webhook_trigger_seed() -> ResponseReturnValue:
     responses={202: RunAccepted, 200: RunAccepted, 404: None, 409: None, 422: None, 503: None},
 )
 def execute(body: ExecuteRequest) -> ResponseReturnValue:
+    # Past the queue-depth limit a trigger never gets here: AdmissionGate (admission.py).
     key = _idempotency_key_header()
-    admit_new_run()
     # Stripe compares parameters, not bytes: the same JSON value is the same request.
     canonical = json.dumps(
         {"workflow_id": body.workflow_id, "input": body.input},
@@ -163,8 +162,8 @@ def execute(body: ExecuteRequest) -> ResponseReturnValue:
 
 
 def _fire_webhook(workflow_id: str) -> Response:
+    # Past the queue-depth limit a trigger never gets here: AdmissionGate (admission.py).
     raw = request.get_data(cache=True)  # the exact bytes the sender signed
-    admit_new_run()
     context = web_context()
     signature = _Signature(raw)
     # On PostgreSQL: one statement writes event + run + entry node (app/workflows/triggers.py),

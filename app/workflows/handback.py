@@ -64,4 +64,4 @@ def hand_back_leases(sessions: sessionmaker[Session], leases: list[Lease]) -> li
     for lease in handed:
         metrics.record_node_handback()
         log.warning("worker stopping: node %s of run %s handed back", lease.node_id, lease.run_id)
-    return [NodeRef(lease.run_id, lease.node_id) for lease in handed]
+    return [NodeRef(lease.run_id, lease.node_id, node_type=lease.node.type) for lease in handed]

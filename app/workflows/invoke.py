@@ -32,6 +32,7 @@ from app.errors import DriverError, NodeTimeout, RetryableDriverError, TemplateE
 from app.logs import log_context
 from app.messaging.ledger import EffectLedger
 from app.workflows.completion import complete_with_retry
+from app.workflows.deadlines import ThreadDeadline
 from app.workflows.execution import Lease, Outcome, lease_node, node_timeout_s
 from app.workflows.handback import HandBack, hand_back_leases, interruptible
 from app.workflows.runs import NodeRef
@@ -103,8 +104,9 @@ def render_node_params(
 ) -> dict[str, Any]:
     """The node's params with their templates rendered (but those the driver reads raw).
 
-    Called inside the node's `deadline`: when that armed SIGALRM (prefork children), it stops a
-    looping template; otherwise (threads, standalone) the templates' own clock, `until`, does.
+    Called inside the node's `deadline`: when that is armed (SIGALRM or the watchdog), it stops
+    a looping template; otherwise (an interpreter without SetAsyncExc) the templates' own clock,
+    `until`, does.
     Not both: two timeouts racing could raise the second while the first is being reworded.
     """
     until = None if alarmed else time.monotonic() + timeout_s
@@ -132,11 +134,15 @@ def describe_validation_error(exc: ValidationError) -> str:
 def deadline(seconds: float) -> Iterator[bool]:
     """Raise NodeTimeout in the running code after `seconds`; yields whether it could.
 
-    Uses SIGALRM, so it works in a prefork worker's main thread; elsewhere (threads, standalone)
-    the drivers' own client timeouts are the limit, and the lease expiry is the backstop.
+    In a prefork child's main thread, SIGALRM: its handler also cuts short a blocking system
+    call (a socket read, a sleep) at the deadline. In any other thread (the threads pool of an
+    I/O worker, standalone mode), the process's watchdog (app/workflows/deadlines.py), which
+    raises between bytecodes: a blocking call first ends at its client's own timeout (the LLM
+    SDKs': DUALMCP_LLM_TIMEOUT_S). Either way the lease expiry is the backstop.
     """
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
-        yield False
+        with ThreadDeadline(seconds) as watched:
+            yield watched.armed
         return
 
     def _expire(_signum: int, _frame: Any) -> None:

@@ -430,7 +430,8 @@ def hand_back(
 
 def expire_leases(session: Session, now: datetime, max_redeliveries: int) -> list[Any]:
     """Running rows whose lease expired (their worker was lost) back to pending, one more
-    redelivery counted; (run_id, node_id) of each. Those past the cap are `exhausted_leases`."""
+    redelivery counted; (run_id, node_id, node_type) of each. Those past the cap are
+    `exhausted_leases`."""
     return list(
         session.execute(
             update(table)
@@ -449,7 +450,7 @@ def expire_leases(session: Session, now: datetime, max_redeliveries: int) -> lis
                 finished_at=now,
                 error=WORKER_LOST,
             )
-            .returning(table.c.run_id, table.c.node_id)
+            .returning(table.c.run_id, table.c.node_id, table.c.node_type)
         ).all()
     )
 
@@ -480,7 +481,7 @@ def exhausted_leases(session: Session, now: datetime, max_redeliveries: int) -> 
 
 def republish_due(session: Session, now: datetime, stale: datetime) -> list[Any]:
     """Pending or due rows of active runs whose message was sent before `stale` (or never):
-    marked published now; (run_id, node_id) of each, to publish after the commit."""
+    marked published now; (run_id, node_id, node_type) of each, to publish after the commit."""
     return list(
         session.execute(
             update(table)
@@ -493,7 +494,7 @@ def republish_due(session: Session, now: datetime, stale: datetime) -> list[Any]
                 ),
             )
             .values(published_at=now)
-            .returning(table.c.run_id, table.c.node_id)
+            .returning(table.c.run_id, table.c.node_id, table.c.node_type)
         ).all()
     )
 

@@ -185,7 +185,9 @@ def plan_completion(
         for node_id in decision.to_run:
             if node_id not in inline:
                 row(node_id, "pending")
-                plan.to_publish.append(NodeRef(lease.run_id, node_id))
+                plan.to_publish.append(
+                    NodeRef(lease.run_id, node_id, node_type=definition.node(node_id).type)
+                )
                 known[node_id] = routing.NodeState("pending")
         if not inline:
             break
@@ -249,7 +251,7 @@ def _parked(
         next_attempt_at=now + timedelta(seconds=delay),
         published_at=now if hinted else None,
     )
-    return end, [NodeRef(run_id, node.id, countdown=delay)] if hinted else []
+    return end, [NodeRef(run_id, node.id, countdown=delay, node_type=node.type)] if hinted else []
 
 
 def _fail_run(

@@ -76,4 +76,7 @@ def _reopen(session: Session, run: WorkflowRun) -> list[NodeRef]:
     session.flush()
     order = {node.id: index for index, node in enumerate(definition.nodes)}
     run_id = str(run.run_id)
-    return [NodeRef(run_id, node_id) for node_id in sorted(node_ids, key=order.__getitem__)]
+    return [
+        NodeRef(run_id, node_id, node_type=definition.node(node_id).type)
+        for node_id in sorted(node_ids, key=order.__getitem__)
+    ]

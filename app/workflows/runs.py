@@ -33,6 +33,9 @@ class NodeRef:
     countdown: float | None = None
     #: True for a node after another one: served before entry nodes of new runs (DESIGN.md 7).
     continuation: bool = True
+    #: The node's type where it is known for free (no read): routes I/O-bound types to the slow
+    #: queue (app/tasks/dispatch.py); None goes to the fast queues. A hint, not identity.
+    node_type: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,9 @@ def start_run(
     node_runs.insert_rows(
         session, [node_runs.new_row(run_uuid, entry.id, entry.type, "pending", now)]
     )
-    return StartedRun(str(run_uuid), [NodeRef(str(run_uuid), entry.id, continuation=False)])
+    return StartedRun(
+        str(run_uuid), [NodeRef(str(run_uuid), entry.id, continuation=False, node_type=entry.type)]
+    )
 
 
 def with_request_id(origin: dict[str, Any] | None) -> dict[str, Any] | None:

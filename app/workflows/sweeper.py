@@ -47,7 +47,10 @@ def sweep_once(session: Session, settings: Settings) -> SweepResult:
     expired = node_runs.expire_leases(session, now, settings.max_redeliveries)
     stale = now - timedelta(seconds=settings.pending_republish_s)
     due = node_runs.republish_due(session, now, stale)
-    result.to_publish += [NodeRef(str(run_id), node_id) for run_id, node_id in [*expired, *due]]
+    result.to_publish += [
+        NodeRef(str(run_id), node_id, node_type=node_type)
+        for run_id, node_id, node_type in [*expired, *due]
+    ]
     result.lease_expired, result.not_picked_up = len(expired), len(due)
     return result
 

@@ -342,7 +342,7 @@ class _OneStatement:
             )
         if written.event_id is None:
             return None
-        entry_ref = NodeRef(str(run_id), entry.id, continuation=False)
+        entry_ref = NodeRef(str(run_id), entry.id, continuation=False, node_type=entry.type)
         return TriggerResult(str(run_id), duplicate=False, to_publish=[entry_ref])
 
 

@@ -13,11 +13,14 @@ from bench.scenarios.agents import agents
 from bench.scenarios.calibration import calibration
 from bench.scenarios.chain import durable_celery_chain, raw_celery_chain
 from bench.scenarios.e2e import end_to_end_latency
+from bench.scenarios.goodput import goodput
 from bench.scenarios.ingest import ingest
 from bench.scenarios.mcp_tools import mcp_tools
 from bench.scenarios.nodes import control_nodes, db_round_trips, http_nodes
 from bench.scenarios.overload import overload
 from bench.scenarios.saturation import saturation
+from bench.scenarios.scale_out import scale_out
+from bench.scenarios.slow_nodes import slow_nodes
 
 Scenario = Callable[[Bench], None]
 
@@ -31,7 +34,10 @@ SCENARIOS: list[tuple[str, Scenario]] = [
     ("4. end to end at 20 runs/s", end_to_end_latency),
     ("5. agents", agents),
     ("6. mcp tools", mcp_tools),
+    ("8. slow nodes", slow_nodes),
     ("3. ingest", ingest),
     ("4. saturation", saturation),
     ("4. overload", overload),
+    ("4. goodput under overload", goodput),
+    ("7. scale-out", scale_out),
 ]

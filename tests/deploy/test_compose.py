@@ -14,9 +14,11 @@ import pytest
 import yaml
 
 from app.config import Settings
-from app.tasks.celery_app import AGENTS_QUEUE, NODES_QUEUE, RUNS_QUEUE
+from app.tasks.celery_app import AGENTS_QUEUE, NODES_QUEUE, RUNS_QUEUE, SLOW_QUEUE
 
 REPO = Path(__file__).resolve().parents[2]
+#: The services that run `celery worker`.
+WORKERS = ("worker", "worker-io", "agents")
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +60,7 @@ def test_every_service_ops_expect_is_there(compose: dict[str, Any]) -> None:
         "migrate",
         "web",
         "worker",
+        "worker-io",
         "agents",
         "beat",
         "flower",
@@ -81,7 +84,7 @@ def test_web_worker_and_beat_start_only_after_the_migrations(compose: dict[str, 
     services = compose["services"]
     assert services["migrate"]["command"] == ["dualmcp", "db", "upgrade"]
     assert services["migrate"]["restart"] == "no"
-    for name in ("web", "worker", "agents", "beat"):
+    for name in ("web", "worker", "worker-io", "agents", "beat"):
         depends = services[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
     assert "gunicorn" in services["web"]["command"]
@@ -94,9 +97,21 @@ def test_node_workers_and_agent_workers_serve_separate_queues(compose: dict[str,
     assert "--concurrency=4" in services["agents"]["command"]
 
 
+def test_nodes_that_wait_have_a_threads_worker_of_their_own(compose: dict[str, Any]) -> None:
+    """Issue 17: LLM, agent and HTTP nodes on dualmcp.slow, a hundred in flight per process,
+    with a database pool sized for threads that hold a connection only to claim and complete."""
+    worker_io = compose["services"]["worker-io"]
+    command = worker_io["command"]
+    assert _queues(command) == {SLOW_QUEUE}
+    assert "--pool=threads" in command and "--concurrency=100" in command
+    assert worker_io["environment"]["DUALMCP_DB_POOL_SIZE"] == "10"
+    every_queue = set().union(*(_queues(compose["services"][name]["command"]) for name in WORKERS))
+    assert every_queue == {NODES_QUEUE, RUNS_QUEUE, AGENTS_QUEUE, SLOW_QUEUE}  # none unserved
+
+
 def test_workers_scale_and_shut_down_warm(compose: dict[str, Any]) -> None:
     settings = Settings()
-    for name in ("worker", "agents"):
+    for name in WORKERS:
         worker = compose["services"][name]
         assert "ports" not in worker and "container_name" not in worker, name  # --scale works
         assert worker["stop_signal"] == "SIGTERM", name
@@ -157,7 +172,7 @@ def test_compose_refuses_to_start_without_a_required_secret(
 def test_the_app_containers_log_json_and_share_metrics_across_processes(
     compose: dict[str, Any],
 ) -> None:
-    for name in ("web", "worker", "agents", "beat", "migrate"):
+    for name in ("web", "worker", "worker-io", "agents", "beat", "migrate"):
         environment = compose["services"][name]["environment"]
         assert environment["DUALMCP_LOG_FORMAT"] == "json", name
         assert environment["PROMETHEUS_MULTIPROC_DIR"], name
@@ -180,7 +195,8 @@ def test_app_containers_check_their_own_loop_never_the_broker(compose: dict[str,
     """They use the image's HEALTHCHECK (`dualmcp healthcheck`, by DUALMCP_ROLE): a worker's or
     beat's heartbeat file, the web's /healthz. Nothing in it needs Redis (issue 16)."""
     services = compose["services"]
-    roles = {"web": "web", "worker": "worker", "agents": "worker", "beat": "beat"}
+    roles = {"web": "web", "worker": "worker", "worker-io": "worker", "agents": "worker"}
+    roles["beat"] = "beat"
     for name, role in roles.items():
         assert services[name]["environment"]["DUALMCP_ROLE"] == role, name
         override = services[name].get("healthcheck", {}).get("test", ["dualmcp healthcheck"])

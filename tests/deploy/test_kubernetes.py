@@ -4,6 +4,7 @@ passes Pod Security "restricted", and the kustomizations put together what the d
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 from app.config import Settings
-from app.tasks.celery_app import AGENTS_QUEUE, NODES_QUEUE, RUNS_QUEUE
+from app.tasks.celery_app import AGENTS_QUEUE, NODES_QUEUE, RUNS_QUEUE, SLOW_QUEUE
 
 #: The oldest Kubernetes still widely run that these manifests promise to fit.
 KUBERNETES_VERSION = "1.31.0"
@@ -22,6 +23,8 @@ STANDARD = sorted(
     p for p in MANIFESTS.rglob("*.yaml") if "keda" not in p.parts and p.name != "kustomization.yaml"
 )
 KEDA = MANIFESTS / "overlays" / "keda" / "worker-scaledobject.yaml"
+#: The Deployments that run `celery worker`, by the suffix of their name.
+WORKERS = ("worker", "worker-io", "agents")
 
 
 def _documents(path: Path) -> list[dict[str, Any]]:
@@ -96,9 +99,31 @@ def test_node_workers_and_agent_workers_serve_separate_queues() -> None:
     assert _queues(manifests[("Deployment", "dualmcp-agents")]) == {AGENTS_QUEUE}
 
 
+def test_nodes_that_wait_have_a_threads_worker_deployment_of_their_own() -> None:
+    """Issue 17: dualmcp.slow on one process per pod with 100 threads and a database pool sized
+    for threads that hold a connection only to claim and complete; like the node workers
+    otherwise, and no queue is left without a worker."""
+    manifests = _all()
+    deployment = manifests[("Deployment", "dualmcp-worker-io")]
+    assert _queues(deployment) == {SLOW_QUEUE}
+    worker, worker_io = _pod(manifests, "dualmcp-worker"), _pod(manifests, "dualmcp-worker-io")
+    (node_container,) = worker["containers"]
+    (io_container,) = worker_io["containers"]
+    assert "--pool=threads" in io_container["command"]
+    assert "--concurrency=100" in io_container["command"]
+    assert {"name": "DUALMCP_DB_POOL_SIZE", "value": "10"} in io_container["env"]
+    for key in ("image", "envFrom", "ports", "livenessProbe", "securityContext"):
+        assert io_container[key] == node_container[key], key
+    assert worker_io["terminationGracePeriodSeconds"] == worker["terminationGracePeriodSeconds"]
+    served = set().union(
+        *(_queues(manifests[("Deployment", f"dualmcp-{name}")]) for name in WORKERS)
+    )
+    assert served == {NODES_QUEUE, RUNS_QUEUE, AGENTS_QUEUE, SLOW_QUEUE}
+
+
 def test_the_two_worker_deployments_never_select_each_others_pods() -> None:
     manifests = _all()
-    for one, other in (("worker", "agents"), ("agents", "worker")):
+    for one, other in itertools.permutations(WORKERS, 2):
         selector = manifests[("Deployment", f"dualmcp-{one}")]["spec"]["selector"]["matchLabels"]
         labels = manifests[("Deployment", f"dualmcp-{other}")]["spec"]["template"]["metadata"]
         assert not selector.items() <= labels["labels"].items(), (one, other)
@@ -143,7 +168,7 @@ def test_the_autoscalers_drive_each_worker_deployment_on_its_own_queues() -> Non
     manifests = _all()
     # KEDA is a CRD the official schemas do not hold: check what matters by hand.
     scaled = {doc["metadata"]["name"]: doc for doc in _documents(KEDA)}
-    assert set(scaled) == {"dualmcp-worker", "dualmcp-agents"}
+    assert set(scaled) == {"dualmcp-worker", "dualmcp-worker-io", "dualmcp-agents"}
     for name in scaled:
         hpa = manifests[("HorizontalPodAutoscaler", name)]["spec"]
         target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
@@ -209,14 +234,18 @@ def _kinds(docs: list[dict[str, Any]]) -> set[tuple[str, str]]:
 
 def test_each_overlay_applies_the_whole_app_with_one_kind_of_autoscaler() -> None:
     app = _kinds(_build(MANIFESTS / "base"))
-    roles = ("web", "worker", "agents", "beat")
+    roles = ("web", "worker", "worker-io", "agents", "beat")
     assert {("Deployment", f"dualmcp-{role}") for role in roles} <= app
     assert ("ConfigMap", "dualmcp-config") in app
     for overlay, autoscaler in OVERLAYS.items():
         kinds = _kinds(_build(MANIFESTS / "overlays" / overlay))
         added = kinds - app
         assert {kind for kind, _ in added} == {autoscaler}, overlay
-        assert {name for _, name in added} == {"dualmcp-worker", "dualmcp-agents"}, overlay
+        assert {name for _, name in added} == {
+            "dualmcp-worker",
+            "dualmcp-worker-io",
+            "dualmcp-agents",
+        }, overlay
 
 
 def test_every_pod_runs_the_one_image_set_in_one_place() -> None:
@@ -300,7 +329,7 @@ def test_every_pod_passes_pod_security_restricted() -> None:
         for doc in _build(folder)
         if "template" in doc.get("spec", {})
     ]
-    assert len(pods) == 5
+    assert len(pods) == 6
     assert {name: _restricted_problems(pod) for name, pod in pods} == {name: [] for name, _ in pods}
 
 
@@ -313,7 +342,12 @@ def test_the_restricted_check_refuses_a_pod_without_seccomp() -> None:
 # --- probes: each tests what its promise needs (issue 16) ----------------------------------------
 
 #: The roles whose liveness is their own loop's heartbeat file, by Deployment.
-LOOP_ROLES = {"dualmcp-worker": "worker", "dualmcp-agents": "worker", "dualmcp-beat": "beat"}
+LOOP_ROLES = {
+    "dualmcp-worker": "worker",
+    "dualmcp-worker-io": "worker",
+    "dualmcp-agents": "worker",
+    "dualmcp-beat": "beat",
+}
 
 
 def _container(name: str) -> dict[str, Any]:

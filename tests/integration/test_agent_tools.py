@@ -1,6 +1,6 @@
 """Agents that act, on the real stack (DESIGN.md: Agents that act): gunicorn, PostgreSQL, Redis
 and the smallest safe worker layout, one worker with `-Q dualmcp.agents` and one with
-`-Q dualmcp.nodes,dualmcp.runs`, one process each.
+`-Q dualmcp.nodes,dualmcp.runs,dualmcp.slow`, one process each.
 
 The models are local servers speaking OpenAI's and Anthropic's tool calling (tests/llm_peers.py)
 or the offline `echo` provider; the remote MCP server is built with the SDK (tests/mcp_peers.py).
@@ -40,7 +40,7 @@ from tests.mcp_peers import McpPeer, PeerCall
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 #: Redis databases of this layout: its broker and reply backend, and its memory cache.
 BROKER_DB, CACHE_DB = 5, 6
-AGENTS_QUEUES, NODES_QUEUES = "dualmcp.agents", "dualmcp.nodes,dualmcp.runs"
+AGENTS_QUEUES, NODES_QUEUES = "dualmcp.agents", "dualmcp.nodes,dualmcp.runs,dualmcp.slow"
 
 
 def _redis_db(url: str, db: int) -> str:
