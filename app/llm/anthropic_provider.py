@@ -20,6 +20,7 @@ from typing import Any
 import anthropic
 import httpx
 
+from app import time_budget
 from app.config import Settings
 from app.errors import LLMRequestFailed
 from app.llm.base import (
@@ -71,6 +72,8 @@ class AnthropicProvider:
                 tools=wire_tools or anthropic.omit,
                 # The SDK's typed signature no longer lists temperature; the wire format does.
                 extra_body={"temperature": config.temperature},
+                # No longer than the running node has left (app/time_budget.py).
+                timeout=time_budget.capped(self._settings.llm_timeout_s),
             )
         except anthropic.AnthropicError as exc:
             raise provider_error(

@@ -22,6 +22,7 @@ import httpx
 import openai
 from openai.types.chat import ChatCompletionMessage
 
+from app import time_budget
 from app.config import Settings
 from app.errors import LLMRequestFailed
 from app.llm.base import (
@@ -70,6 +71,8 @@ class OpenAIProvider:
                 temperature=config.temperature,
                 max_tokens=config.max_tokens,
                 tools=wire_tools or openai.omit,
+                # No longer than the running node has left (app/time_budget.py).
+                timeout=time_budget.capped(self._settings.llm_timeout_s),
             )
         except openai.OpenAIError as exc:
             raise provider_error(

@@ -23,7 +23,7 @@ import httpx
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import drivers, metrics
+from app import drivers, metrics, time_budget
 from app.config import Settings
 from app.credentials import CredentialVault
 from app.drivers.base import Driver, NodeContext
@@ -137,11 +137,12 @@ def deadline(seconds: float) -> Iterator[bool]:
     In a prefork child's main thread, SIGALRM: its handler also cuts short a blocking system
     call (a socket read, a sleep) at the deadline. In any other thread (the threads pool of an
     I/O worker, standalone mode), the process's watchdog (app/workflows/deadlines.py), which
-    raises between bytecodes: a blocking call first ends at its client's own timeout (the LLM
-    SDKs': DUALMCP_LLM_TIMEOUT_S). Either way the lease expiry is the backstop.
+    raises between bytecodes: a blocking call first ends at its client's own timeout, which the
+    LLM SDKs cap at the time the node has left (app/time_budget.py) and the HTTP drivers set
+    from the node's timeout. Either way the lease expiry is the backstop.
     """
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
-        with ThreadDeadline(seconds) as watched:
+        with ThreadDeadline(seconds) as watched, time_budget.budget(seconds):
             yield watched.armed
         return
 

@@ -19,6 +19,8 @@ from tests.llm_peers import OPENAI_PATH, serve_openai
 #: 5 s per attempt, far past the node's timeout.
 SDK_RETRIES = 50
 NODE_TIMEOUT_S = 2
+#: How long the stalling server takes to answer: far past the node's timeout.
+STALL_S = 8
 
 
 @pytest.fixture
@@ -115,3 +117,22 @@ def test_slow_llm_nodes_wait_side_by_side_in_one_threads_worker(
     # All 30 in flight at once: the last one started before the first one finished.
     assert max(node["started_at"] for node in nodes) < min(node["finished_at"] for node in nodes)
     assert took < 12, took  # one process, 30 one-second calls (prefork -c 2: 15 s at least)
+
+
+def test_an_llm_that_stalls_is_cut_off_at_the_node_timeout_not_the_sdks(
+    stack: Stack, llm: HttpPeer, threads_worker: subprocess.Popen[bytes]
+) -> None:
+    # The SDK's own timeout is DUALMCP_LLM_TIMEOUT_S (60 s); the server answers after 8 s. A
+    # blocking read cannot be interrupted in a thread: the per-request timeout must end it.
+    serve_openai(llm, delay_s=STALL_S)
+    definition = one_openai_node(
+        "io-stall", timeout_s=NODE_TIMEOUT_S, retry={"max_attempts": 1, "backoff_s": 0}
+    )
+    started = time.monotonic()
+    run = finished_run(stack, launch(stack, definition, {}), timeout=30)
+    took = time.monotonic() - started
+
+    node = run["by_node"]["ask"]
+    assert (run["status"], node["status"]) == ("failed", "failed"), run
+    assert node["error"] == f"timed out after {NODE_TIMEOUT_S}s"
+    assert took < STALL_S - 2, took
