@@ -32,12 +32,12 @@ class Plan:
     #: Scenario 4d (goodput): seconds of flood, and of each cost phase (accepted, refused).
     goodput_seconds: int
     goodput_phase_seconds: float
-    #: Scenario 7 (scale-out): each worker's thread pool (-c), the slow server's delay, and the
+    #: Scenario 8 (scale-out): each worker's thread pool (-c), the slow server's delay, and the
     #: runs per worker in a timed batch (the cut's batch is twice this).
     scale_out_concurrency: int
     scale_out_delay_s: float
     scale_out_runs_per_worker: int
-    #: Scenario 8 (slow nodes): runs of the 1 s LLM node on the I/O pool, and prefork's sample
+    #: Scenario 7 (slow nodes): runs of the 1 s LLM node on the I/O pool, and prefork's sample
     #: (at 4 a second it stays below the sweeper's 10 s republish threshold).
     slow_runs: int
     slow_prefork_runs: int

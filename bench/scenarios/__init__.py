@@ -34,10 +34,10 @@ SCENARIOS: list[tuple[str, Scenario]] = [
     ("4. end to end at 20 runs/s", end_to_end_latency),
     ("5. agents", agents),
     ("6. mcp tools", mcp_tools),
-    ("8. slow nodes", slow_nodes),
+    ("7. slow nodes", slow_nodes),
     ("3. ingest", ingest),
     ("4. saturation", saturation),
     ("4. overload", overload),
     ("4. goodput under overload", goodput),
-    ("7. scale-out", scale_out),
+    ("8. scale-out", scale_out),
 ]

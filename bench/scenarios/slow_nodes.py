@@ -1,4 +1,4 @@
-"""Scenario 8, slow nodes: LLM calls that wait 1 s on the network, by the hundred (issue 17, 1).
+"""Scenario 7, slow nodes: LLM calls that wait 1 s on the network, by the hundred (issue 17, 1).
 
 A one-node workflow whose node is the real `openai` driver, its `base_url` the slow server
 (bench/slow_server.py: a Chat Completions answer after 1 s). With the stack's worker paused,
