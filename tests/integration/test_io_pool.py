@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -74,6 +75,15 @@ def one_openai_node(workflow_id: str, **node: object) -> dict[str, object]:
     return {"workflow_id": workflow_id, "nodes": [ask]}
 
 
+def run_to_its_end(
+    stack: Stack, definition: dict[str, object]
+) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """The run of `definition`, finished; its `ask` node; the seconds from launch to its end."""
+    started = time.monotonic()
+    run = finished_run(stack, launch(stack, definition, {}), timeout=30)
+    return run, run["by_node"]["ask"], time.monotonic() - started
+
+
 def test_an_sdk_retrying_past_the_node_timeout_is_stopped_at_it_and_retried_by_policy(
     stack: Stack, llm: HttpPeer, threads_worker: subprocess.Popen[bytes]
 ) -> None:
@@ -86,11 +96,8 @@ def test_an_sdk_retrying_past_the_node_timeout_is_stopped_at_it_and_retried_by_p
     definition = one_openai_node(
         "io-timeout", timeout_s=NODE_TIMEOUT_S, retry={"max_attempts": 2, "backoff_s": 0}
     )
-    started = time.monotonic()
-    run = finished_run(stack, launch(stack, definition, {}), timeout=30)
-    took = time.monotonic() - started
+    run, node, took = run_to_its_end(stack, definition)
 
-    node = run["by_node"]["ask"]
     assert (run["status"], node["status"], node["attempt"]) == ("failed", "failed", 2), run
     assert node["error"] == f"timed out after {NODE_TIMEOUT_S}s"
     # Two attempts of ~2 s each (plus the sweep that picks the retry up), where the SDK alone
@@ -128,11 +135,8 @@ def test_an_llm_that_stalls_is_cut_off_at_the_node_timeout_not_the_sdks(
     definition = one_openai_node(
         "io-stall", timeout_s=NODE_TIMEOUT_S, retry={"max_attempts": 1, "backoff_s": 0}
     )
-    started = time.monotonic()
-    run = finished_run(stack, launch(stack, definition, {}), timeout=30)
-    took = time.monotonic() - started
+    run, node, took = run_to_its_end(stack, definition)
 
-    node = run["by_node"]["ask"]
     assert (run["status"], node["status"]) == ("failed", "failed"), run
     assert node["error"] == f"timed out after {NODE_TIMEOUT_S}s"
     assert took < STALL_S - 2, took
