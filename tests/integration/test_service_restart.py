@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.workflows import save_workflow
@@ -45,6 +46,25 @@ def _fire_batch_around(
         time.sleep(0.25)
     restart.join(timeout=60)
     return accepted, statuses
+
+
+@dataclass
+class _Fired:
+    accepted: list[str] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+
+
+def _fire_until_accepted(web_url: str, workflow_id: str, tries: int) -> _Fired:
+    """Triggers one every 0.25 s until one is accepted (202), at most `tries`."""
+    fired = _Fired()
+    for n in range(tries):
+        response = execute(web_url, workflow_id, {"n": RUNS + n})
+        fired.statuses.append(response.status_code)
+        if response.status_code == 202:
+            fired.accepted.append(response.json()["run_id"])
+            break
+        time.sleep(0.25)
+    return fired
 
 
 def _check_every_accepted_run_finishes(stack: Stack, accepted: list[str]) -> None:
@@ -87,8 +107,13 @@ def test_a_postgres_restart_loses_no_accepted_run_and_refuses_with_503_meanwhile
     restart = threading.Thread(target=private_services.restart, args=("postgres",))
 
     accepted, statuses = _fire_batch_around(restart, private_web_url, "restart-pg")
+    # Once PostgreSQL is back, each web process answers at most one request per stale pool
+    # with 503 (the pool is then invalidated): a restart that ended just before the batch's
+    # last trigger may leave that one a 503. The web must come back by itself within a few.
+    after = _fire_until_accepted(private_web_url, "restart-pg", tries=8)
+    accepted += after.accepted
 
-    assert set(statuses) <= {202, 503}, statuses  # never a 500
-    assert statuses[-1] == 202, statuses  # the web reconnected by itself
+    assert set(statuses + after.statuses) <= {202, 503}, statuses + after.statuses  # no 500
+    assert after.statuses[-1] == 202, after.statuses  # the web reconnected by itself
     _check_every_accepted_run_finishes(private_stack, accepted)
     assert private_stack.worker is not None and private_stack.worker.poll() is None
