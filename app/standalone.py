@@ -36,11 +36,9 @@ from app.demo import DemoServer, run_demo
 from app.logs import configure_logging
 from app.models.migrate import upgrade
 from app.tasks.celery_app import (
-    AGENTS_QUEUE,
     FIRE_SCHEDULES,
     NODES_QUEUE,
-    RUNS_QUEUE,
-    SLOW_QUEUE,
+    QUEUES_IN_ORDER,
     SWEEP,
     make_celery,
     use_celery,
@@ -233,7 +231,7 @@ def start_worker(celery: Celery) -> None:
         hostname="standalone@localhost",
         pool="threads",
         concurrency=WORKER_THREADS,
-        queues=[NODES_QUEUE, AGENTS_QUEUE, RUNS_QUEUE, SLOW_QUEUE],
+        queues=list(QUEUES_IN_ORDER),
         without_heartbeat=True,
         without_mingle=True,
         without_gossip=True,

@@ -28,6 +28,9 @@ SLOW_QUEUE = "dualmcp.slow"
 #: runs but after continuations; `-Q dualmcp.agents` gives them workers of their own.
 AGENTS_QUEUE = "dualmcp.agents"
 
+#: Every queue, in the order a worker serving them all takes work (BRPOP, "priority" below).
+QUEUES_IN_ORDER = (NODES_QUEUE, AGENTS_QUEUE, RUNS_QUEUE, SLOW_QUEUE)
+
 # Task names: senders publish by name (`send_task`), so they need not import the task modules.
 RUN_NODE = "dualmcp.run_node"
 SWEEP = "dualmcp.sweep"
@@ -67,7 +70,7 @@ def make_celery(settings: Settings) -> DualMCPCelery:
         result_serializer="json",
         task_serializer="json",
         accept_content=["json"],
-        task_queues=[Queue(NODES_QUEUE), Queue(AGENTS_QUEUE), Queue(RUNS_QUEUE), Queue(SLOW_QUEUE)],
+        task_queues=[Queue(name) for name in QUEUES_IN_ORDER],
         task_default_queue=RUNS_QUEUE,
         broker_transport_options={
             # BRPOP the queues in the order above: continuations before new runs.

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from app import metrics
 from app.web.context import WebContext, web_context
-from app.web.errors import RETRY_AFTER_S, ApiError
+from app.web.errors import RETRY_AFTER_S, ApiError, error_body
 from app.web.request_id import request_id_from
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class AdmissionGate:
 
 def _overloaded_body() -> bytes:
     """The API's error format (app/web/errors.py), as Flask's jsonify writes it."""
-    error = {"error": {"code": OVERLOADED, "message": OVERLOADED_MESSAGE, "details": None}}
+    error = error_body(OVERLOADED, OVERLOADED_MESSAGE)
     return json.dumps(error, separators=(",", ":")).encode() + b"\n"
 
 

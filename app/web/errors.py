@@ -69,10 +69,15 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """The error format itself, for answers made outside Flask too (app/web/admission.py)."""
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
 def error_response(
     status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
 ) -> Response:
-    response = jsonify({"error": {"code": code, "message": message, "details": details}})
+    response = jsonify(error_body(code, message, details))
     response.status_code = status
     g.error_code = code  # for the metrics of the request's outcome (app/web/triggers.py)
     for name, value in (headers or {}).items():

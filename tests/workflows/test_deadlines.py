@@ -178,7 +178,6 @@ def test_a_nodes_deadline_outside_the_main_thread_is_armed_and_fires() -> None:
     assert took < 0.8
 
 
-@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="SIGALRM")
 def test_a_nodes_deadline_in_the_main_thread_still_cuts_a_blocking_sleep() -> None:
     started = time.monotonic()
     with pytest.raises(NodeTimeout), deadline(0.2) as armed:
